@@ -1,0 +1,51 @@
+"""The ledger interface every backend implements, and the URL that picks one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ecr_transfer.model import Outcome, RunSummary
+
+DEFAULT_LEDGER = "ecr-transfer.db"
+
+
+class LedgerBusyError(Exception):
+    """Another live run holds the ledger."""
+
+
+class Ledger(Protocol):
+    """Latest outcome per image (keyed by source reference) plus per-run history.
+
+    `record` is idempotent on (run_id, source): a retried writer never duplicates an outcome.
+    """
+
+    def start_run(self, run_id: str, started_at: str, holder: str) -> list[RunSummary]:
+        """Open a run; take the ledger lease. Returns earlier runs found dead (marked interrupted).
+
+        Raises LedgerBusyError when a live run holds the lease.
+        """
+        ...
+
+    def record(self, outcome: Outcome) -> None: ...
+
+    def finish_run(self, run_id: str, ended_at: str, state: str = "finished") -> RunSummary: ...
+
+    def latest(self) -> list[Outcome]: ...
+
+    def outcomes(self, run_id: str) -> list[Outcome]: ...
+
+    def runs(self, limit: int = 20) -> list[RunSummary]: ...
+
+    def close(self) -> None: ...
+
+
+def open_ledger(url: str | None) -> Ledger:
+    """`PATH` or `sqlite:///PATH` -> SQLite; `dynamodb://TABLE` -> DynamoDB."""
+    url = url or DEFAULT_LEDGER
+    if url.startswith("dynamodb://"):
+        from ecr_transfer.ledger.dynamodb import DynamoDBLedger  # type: ignore[import-not-found, unused-ignore]
+
+        return DynamoDBLedger(url.removeprefix("dynamodb://"))  # type: ignore[no-any-return, unused-ignore]
+    from ecr_transfer.ledger.sqlite import SQLiteLedger
+
+    return SQLiteLedger(url.removeprefix("sqlite://"))

@@ -1,0 +1,83 @@
+"""Payloads that cross a boundary: lister -> Map -> copier -> recorder, and the ledger.
+
+Plain strings and numbers only, so every payload is JSON as it is (Step Functions, SQLite,
+DynamoDB and the CLI's --json all see the same field names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Self
+
+Action = Literal["copy", "skip"]
+Status = Literal["copied", "skipped", "failed", "conflict", "in_progress", "interrupted"]
+FINAL_STATUSES: frozenset[str] = frozenset({"copied", "skipped", "failed", "conflict", "interrupted"})
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "conflict", "interrupted"})
+
+
+class _Payload:
+    """JSON round trip that ignores unknown keys, so older/newer payloads stay readable."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem(_Payload):
+    """One image to transfer (or skip), decided by the planner."""
+
+    source: str
+    """Full source reference with host: `quay.io/coreos/etcd:v3.5.0` or `...@sha256:...`."""
+    target: str
+    """Full destination reference with host."""
+    action: Action
+    reason: str
+    source_digest: str | None = None
+    target_digest: str | None = None
+    """What the destination held when planned (None: nothing there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(_Payload):
+    """The final word on one work item in one run."""
+
+    run_id: str
+    source: str
+    target: str
+    status: Status
+    source_digest: str | None = None
+    target_digest: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary(_Payload):
+    run_id: str
+    started_at: str
+    ended_at: str | None = None
+    state: str = "running"
+    planned: int = 0
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+    note: str | None = None
+
+
+def counts(outcomes: list[Outcome]) -> dict[str, int]:
+    """The `counts` object of the JSON contract; conflicts and interruptions count as failed."""
+    result = {"planned": len(outcomes), "copied": 0, "skipped": 0, "failed": 0}
+    for o in outcomes:
+        if o.status in FAILED_STATUSES:
+            result["failed"] += 1
+        elif o.status in ("copied", "skipped"):
+            result[o.status] += 1
+    return result

@@ -1,0 +1,286 @@
+"""The one typed settings model, loaded from a YAML file (CLI) or environment variables (cloud).
+
+Keys are the Data Transfer Hub stack parameter names users already know. Every problem is
+collected and reported at once; unknown keys are errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ecr_transfer import envvars
+from ecr_transfer.errors import ConfigError
+from ecr_transfer.references import _COMPONENT, _HOST, parse_image_list
+
+SourceType = Literal["Amazon_ECR", "Public"]
+DestType = Literal["Amazon_ECR", "Registry"]
+SrcList = Literal["ALL", "SELECTED"]
+
+_ACCOUNT = re.compile(r"[0-9]{12}\Z")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+\Z")
+_ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+\Z")
+_PLACEHOLDER_ECR_HOST = "000000000000.dkr.ecr.invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySettings:
+    """How a missing ECR destination repository is created."""
+
+    tag_mutability: Literal["MUTABLE", "IMMUTABLE"] = "MUTABLE"
+    scan_on_push: bool = False
+    encryption: Literal["AES256", "KMS"] = "AES256"
+    kms_key: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source_type: SourceType = "Public"
+    src_list: SrcList = "SELECTED"
+    src_image_list: str = ""
+    src_region: str | None = None
+    src_account_id: str | None = None
+    src_credential: str | None = None
+    src_role_arn: str | None = None
+    src_external_id: str | None = None
+    dest_type: DestType = "Amazon_ECR"
+    dest_registry: str | None = None
+    dest_region: str | None = None
+    dest_account_id: str | None = None
+    dest_prefix: str = ""
+    dest_credential: str | None = None
+    dest_role_arn: str | None = None
+    dest_external_id: str | None = None
+    include_untagged: bool = True
+    insecure_registries: tuple[str, ...] = ()
+    registry_endpoints: Mapping[str, str] = field(default_factory=dict)
+    concurrency: int = 10
+    repository: RepositorySettings = field(default_factory=RepositorySettings)
+
+    def is_insecure(self, registry: str) -> bool:
+        return registry in self.insecure_registries
+
+
+# camelCase key (YAML and stack parameter) -> attribute name, and how to coerce the raw value.
+_KEYS: dict[str, tuple[str, str]] = {
+    "sourceType": ("source_type", "enum:Amazon_ECR,Public"),
+    "srcList": ("src_list", "enum:ALL,SELECTED"),
+    "srcImageList": ("src_image_list", "list_text"),
+    "srcRegion": ("src_region", "region"),
+    "srcAccountId": ("src_account_id", "account"),
+    "srcCredential": ("src_credential", "str"),
+    "srcRoleArn": ("src_role_arn", "role"),
+    "srcExternalId": ("src_external_id", "str"),
+    "destType": ("dest_type", "enum:Amazon_ECR,Registry"),
+    "destRegistry": ("dest_registry", "host"),
+    "destRegion": ("dest_region", "region"),
+    "destAccountId": ("dest_account_id", "account"),
+    "destPrefix": ("dest_prefix", "prefix"),
+    "destCredential": ("dest_credential", "str"),
+    "destRoleArn": ("dest_role_arn", "role"),
+    "destExternalId": ("dest_external_id", "str"),
+    "includeUntagged": ("include_untagged", "bool"),
+    "insecureRegistries": ("insecure_registries", "hosts"),
+    "registryEndpoints": ("registry_endpoints", "endpoints"),
+    "concurrency": ("concurrency", "int:1-100"),
+    "repoTagMutability": ("tag_mutability", "enum:MUTABLE,IMMUTABLE"),
+    "repoScanOnPush": ("scan_on_push", "bool"),
+    "repoEncryption": ("encryption", "enum:AES256,KMS"),
+    "repoKmsKey": ("kms_key", "str"),
+    "repoTags": ("tags", "tags"),
+}
+_REPO_FIELDS = {f.name for f in fields(RepositorySettings)}
+
+
+def env_name(key: str) -> str:
+    """`srcImageList` -> `SRC_IMAGE_LIST`: the environment variable carrying a setting."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
+
+
+ENV_NAMES = {env_name(k): k for k in _KEYS}
+assert envvars.SRC_IMAGE_LIST in ENV_NAMES and envvars.REGISTRY_ENDPOINTS in ENV_NAMES
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value]
+    raise ValueError(f"expected a list, got {type(value).__name__}")
+
+
+def _as_mapping(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            value = json.loads(text)
+        else:
+            pairs = [p.split("=", 1) for p in _as_list(text)]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected key=value pairs separated by commas, or a JSON object")
+            value = dict(pairs)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, got {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _coerce(kind: str, value: Any) -> Any:  # noqa: C901 - one flat dispatch reads best here
+    if kind.startswith("enum:"):
+        allowed = kind[5:].split(",")
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+    if kind == "bool":
+        return _as_bool(value)
+    if kind.startswith("int:"):
+        low, high = (int(x) for x in kind[4:].split("-"))
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}; got {number}")
+        return number
+    if kind == "list_text":
+        return "\n".join(_as_list(value)) if isinstance(value, list) else str(value)
+    if kind == "hosts":
+        hosts = _as_list(value)
+        bad = [h for h in hosts if not _HOST.match(h)]
+        if bad:
+            raise ValueError(f"not a host[:port]: {', '.join(bad)}")
+        return tuple(hosts)
+    if kind in {"endpoints", "tags"}:
+        return _as_mapping(value)
+    text = str(value).strip()
+    if kind == "region" and not _REGION.match(text):
+        raise ValueError(f"not an AWS region name: {text!r}")
+    if kind == "account" and not _ACCOUNT.match(text):
+        raise ValueError(f"must be a 12-digit AWS account id; got {text!r}")
+    if kind == "role" and not _ROLE_ARN.match(text):
+        raise ValueError(f"not an IAM role ARN: {text!r}")
+    if kind == "host" and not _HOST.match(text):
+        raise ValueError(f"not a host[:port]: {text!r}")
+    if kind == "prefix":
+        text = text.strip("/")
+        bad = [c for c in text.split("/") if not _COMPONENT.match(c)] if text else []
+        if bad:
+            raise ValueError(
+                f"{text!r} would make invalid repository names (components must be lowercase letters, "
+                "digits and single separators . _ -)"
+            )
+    return text or None if kind != "prefix" else text
+
+
+def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Settings:
+    """Build and validate Settings from camelCase keys; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    top: dict[str, Any] = {}
+    repo: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _KEYS:
+            close = difflib.get_close_matches(str(key), list(_KEYS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown setting {key!r}{hint}")
+            continue
+        if value is None or (isinstance(value, str) and not value.strip() and key != "srcImageList"):
+            continue
+        attr, kind = _KEYS[key]
+        try:
+            coerced = _coerce(kind, value)
+        except (ValueError, json.JSONDecodeError) as exc:
+            problems.append(f"{key}: {exc}")
+            continue
+        (repo if attr in _REPO_FIELDS else top)[attr] = coerced
+    if problems:
+        raise ConfigError(problems, source=source)
+    settings = Settings(**top, repository=RepositorySettings(**repo))
+    validate(settings, source)
+    return settings
+
+
+def validate(settings: Settings, source: str = "settings") -> None:
+    """Cross-field rules; raises ConfigError with every problem found."""
+    problems: list[str] = []
+    if settings.source_type == "Amazon_ECR" and not settings.src_region:
+        problems.append("srcRegion is required when sourceType is Amazon_ECR")
+    if settings.source_type == "Public" and settings.src_list == "ALL":
+        problems.append(
+            "srcList ALL needs sourceType Amazon_ECR (public registries cannot be enumerated); "
+            "use srcList SELECTED with srcImageList, and repo:ALL_TAGS for every tag of a repository"
+        )
+    if settings.dest_type == "Amazon_ECR" and not settings.dest_region:
+        problems.append("destRegion is required when destType is Amazon_ECR")
+    if settings.dest_type == "Registry" and not settings.dest_registry:
+        problems.append("destRegistry (host[:port]) is required when destType is Registry")
+    if settings.repository.encryption == "KMS" and not settings.repository.kms_key:
+        problems.append("repoKmsKey is required when repoEncryption is KMS")
+    if settings.src_list == "SELECTED":
+        if not settings.src_image_list.strip():
+            problems.append("srcImageList is empty but srcList is SELECTED")
+        else:
+            default = _PLACEHOLDER_ECR_HOST if settings.source_type == "Amazon_ECR" else None
+            try:
+                parse_image_list(settings.src_image_list, default)
+            except ConfigError as exc:
+                problems.extend(f"srcImageList {p}" for p in exc.problems)
+    if problems:
+        raise ConfigError(problems, source=source)
+
+
+def load_yaml(path: str | Path) -> Settings:
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=name) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}not valid YAML: {problem}", source=name) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of settings, got {type(raw).__name__}", source=name)
+    return from_mapping(raw, source=name)
+
+
+def load_env(
+    environ: Mapping[str, str] | None = None,
+    image_list_loader: Callable[[str], str] | None = None,
+) -> Settings:
+    """Settings from environment variables (Lambda / Fargate); unknown ones are simply not ours.
+
+    When SRC_IMAGE_LIST_PARAMETER names an SSM parameter and SRC_IMAGE_LIST is not set, the
+    selected list is read through `image_list_loader` (the cloud glue passes Powertools Parameters).
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {key: env[name] for name, key in ENV_NAMES.items() if name in env}
+    param = env.get(envvars.SRC_IMAGE_LIST_PARAMETER)
+    if param and not raw.get("srcImageList") and image_list_loader is not None:
+        raw["srcImageList"] = image_list_loader(param)
+    return from_mapping(raw, source="environment")
