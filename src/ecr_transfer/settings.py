@@ -146,7 +146,7 @@ def _as_mapping(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _coerce(kind: str, value: Any) -> Any:  # noqa: C901 - one flat dispatch reads best here
+def _coerce(kind: str, value: Any) -> Any:
     if kind.startswith("enum:"):
         allowed = kind[5:].split(",")
         if value not in allowed:

@@ -1,0 +1,150 @@
+"""Copy one planned image: skopeo with retries and backoff, then verify the digest landed."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ecr_transfer import envvars
+from ecr_transfer.context import TransferContext
+from ecr_transfer.errors import PermanentError, TransferError, TransientError
+from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.references import parse_reference
+from ecr_transfer.registry.credentials import Credential, temporary_authfile
+from ecr_transfer.skopeo import CopyRequest
+from ecr_transfer.skopeo import copy as skopeo_copy
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF = 2.0
+MAX_BACKOFF = 120.0
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _backoff(attempt: int, base: float, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(MAX_BACKOFF, retry_after)
+    # Full jitter: parallel workers that failed together must not retry together.
+    return min(MAX_BACKOFF, base * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+
+
+class Copier:
+    """Copies work items for one run; shared by the CLI's worker pool and the Fargate task."""
+
+    def __init__(
+        self,
+        context: TransferContext,
+        run_id: str,
+        *,
+        max_attempts: int | None = None,
+        backoff: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.context = context
+        self.run_id = run_id
+        self.max_attempts = max_attempts or int(os.environ.get(envvars.MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
+        self.backoff = backoff if backoff is not None else float(os.environ.get(envvars.BACKOFF_BASE, DEFAULT_BACKOFF))
+        self._sleep = sleep
+
+    def _authfile_entries(self, *registries: str) -> dict[str, Credential]:
+        entries: dict[str, Credential] = {}
+        for registry in registries:
+            cred = self.context.credentials(registry)
+            if cred is not None:
+                entries[registry] = cred
+                # skopeo looks credentials up by the rewritten location too.
+                endpoint = self.context.settings.registry_endpoints.get(registry)
+                if endpoint:
+                    entries[endpoint.split("://", 1)[-1].rstrip("/")] = cred
+        return entries
+
+    def _attempt(self, item: WorkItem) -> tuple[str, str]:
+        """One try; returns (source digest copied, digest now at the destination)."""
+        src = parse_reference(item.source)
+        dst = parse_reference(item.target)
+        expected = item.source_digest
+        if expected is None:
+            found = self.context.source.digests([src])[0]
+            if isinstance(found, TransferError):
+                raise found
+            if found is None:
+                raise PermanentError(f"{item.source}: not found at the source (manifest unknown)")
+            expected = found
+        self.context.prepare_repository(dst.repository)
+        all_platforms = self.context.settings.include_untagged
+        with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
+            written = skopeo_copy(
+                CopyRequest(
+                    item.source,
+                    item.target,
+                    all_platforms=all_platforms,
+                    src_insecure=self.context.is_insecure(src.registry),
+                    dest_insecure=self.context.is_insecure(dst.registry),
+                    authfile=authfile,
+                    registries_conf=self.context.registries_conf,
+                )
+            )
+        landed = self.context.destination.digests([dst])[0]
+        if isinstance(landed, TransferError):
+            raise TransientError(f"copied, but verifying the destination failed: {landed}")
+        if landed != written:
+            raise TransientError(
+                f"digest mismatch after copy: destination {item.target} has {landed}, skopeo wrote {written}"
+            )
+        return written, landed
+
+    def copy(self, item: WorkItem, on_retry: Callable[[WorkItem, int, TransferError], None] | None = None) -> Outcome:
+        started = now()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                written, landed = self._attempt(item)
+            except TransferError as exc:
+                if not exc.transient or attempts >= self.max_attempts:
+                    suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"
+                    return Outcome(
+                        self.run_id,
+                        item.source,
+                        item.target,
+                        exc.status,  # type: ignore[arg-type]
+                        item.source_digest,
+                        item.target_digest,
+                        attempts,
+                        f"{exc}{suffix}",
+                        started,
+                        now(),
+                        item.reason,
+                    )
+                if on_retry is not None:
+                    on_retry(item, attempts, exc)
+                self._sleep(_backoff(attempts, self.backoff, exc.retry_after))
+                continue
+            reason = item.reason
+            if item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
+                reason = f"{reason}; source changed during the run (planned {item.source_digest})"
+            return Outcome(
+                self.run_id, item.source, item.target, "copied", written, landed, attempts, None, started, now(), reason
+            )
+
+
+def skipped_outcome(item: WorkItem, run_id: str) -> Outcome:
+    stamp = now()
+    return Outcome(
+        run_id,
+        item.source,
+        item.target,
+        "skipped",
+        item.source_digest,
+        item.target_digest,
+        0,
+        None,
+        stamp,
+        stamp,
+        item.reason,
+    )

@@ -1,0 +1,180 @@
+"""The embedded ledger: one SQLite file, safe for concurrent writers and for crashes.
+
+A lease row makes a second run on the same ledger fail fast with a clear message instead of
+copying the same images at the same time; a lease left by a killed run is taken over and that
+run's unfinished images are marked `interrupted` with an explanation.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ecr_transfer.ledger.base import LedgerBusyError
+from ecr_transfer.model import Outcome, RunSummary, counts
+
+_OUTCOME_COLUMNS = (
+    "run_id, source, target, status, source_digest, target_digest, attempts, error, started_at, ended_at, reason"
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, state TEXT NOT NULL,
+    holder TEXT, planned INTEGER DEFAULT 0, copied INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0, note TEXT
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    {_OUTCOME_COLUMNS.replace(", ", " TEXT, ")} TEXT,
+    PRIMARY KEY (run_id, source)
+);
+CREATE TABLE IF NOT EXISTS latest (
+    {_OUTCOME_COLUMNS.replace(", ", " TEXT, ")} TEXT,
+    PRIMARY KEY (source)
+);
+CREATE TABLE IF NOT EXISTS lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL
+);
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _outcome(row: sqlite3.Row) -> Outcome:
+    data: dict[str, Any] = dict(row)
+    data["attempts"] = int(data["attempts"] or 0)
+    return Outcome.from_dict(data)
+
+
+class SQLiteLedger:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection guarded by a lock: the worker pool records from several threads.
+        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._run_id: str | None = None
+
+    # -- runs and the lease ---------------------------------------------------------------
+    def start_run(self, run_id: str, started_at: str, holder: str = "") -> list[RunSummary]:
+        host, pid = socket.gethostname(), os.getpid()
+        recovered: list[RunSummary] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                lease = self._db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
+                if lease is not None:
+                    alive = lease["host"] != host or _pid_alive(int(lease["pid"]))
+                    if alive and lease["pid"] != pid:
+                        raise LedgerBusyError(
+                            f"ledger {self.path} is in use by run {lease['run_id']} (pid {lease['pid']} on "
+                            f"{lease['host']}, started {lease['started_at']}); wait for it to finish or use "
+                            "another --ledger"
+                        )
+                    recovered.append(self._interrupt(lease["run_id"], int(lease["pid"]), started_at))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO lease (id, run_id, host, pid, started_at) VALUES (1, ?, ?, ?, ?)",
+                    (run_id, host, pid, started_at),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO runs (run_id, started_at, state, holder) VALUES (?, ?, 'running', ?)",
+                    (run_id, started_at, holder or f"{host}:{pid}"),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._run_id = run_id
+        return recovered
+
+    def _interrupt(self, run_id: str, pid: int, at: str) -> RunSummary:
+        note = f"interrupted: process {pid} ended before the run finished; detected at {at}"
+        error = (
+            f"the run was interrupted (process {pid} ended) while this image was being copied; the next run re-plans it"
+        )
+        self._db.execute(
+            "UPDATE outcomes SET status = 'interrupted', error = ?, ended_at = ? WHERE run_id = ? "
+            "AND status = 'in_progress'",
+            (error, at, run_id),
+        )
+        self._db.execute(
+            "UPDATE latest SET status = 'interrupted', error = ?, ended_at = ? WHERE run_id = ? "
+            "AND status = 'in_progress'",
+            (error, at, run_id),
+        )
+        self._finish_locked(run_id, at, "interrupted", note)
+        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return RunSummary.from_dict(dict(row)) if row else RunSummary(run_id, at, at, "interrupted", note=note)
+
+    def _finish_locked(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> None:
+        rows = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
+        c = counts([_outcome(r) for r in rows])
+        self._db.execute(
+            "UPDATE runs SET ended_at = ?, state = ?, planned = ?, copied = ?, skipped = ?, failed = ?, "
+            "note = COALESCE(?, note) WHERE run_id = ?",
+            (ended_at, state, c["planned"], c["copied"], c["skipped"], c["failed"], note, run_id),
+        )
+
+    def finish_run(self, run_id: str, ended_at: str, state: str = "finished") -> RunSummary:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._finish_locked(run_id, ended_at, state)
+            self._db.execute("DELETE FROM lease WHERE run_id = ?", (run_id,))
+            self._db.execute("COMMIT")
+            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return RunSummary.from_dict(dict(row))
+
+    # -- outcomes -------------------------------------------------------------------------
+    def record(self, outcome: Outcome) -> None:
+        """Upsert on (run_id, source): recording the same outcome twice leaves one row."""
+        values = tuple(outcome.to_dict()[c] for c in _OUTCOME_COLUMNS.split(", "))
+        marks = ", ".join("?" * len(values))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"INSERT OR REPLACE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({marks})", values)
+            # `latest` never goes back in time: an older run's late write does not win.
+            self._db.execute(
+                f"INSERT INTO latest ({_OUTCOME_COLUMNS}) VALUES ({marks}) ON CONFLICT(source) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in _OUTCOME_COLUMNS.split(", ") if c != "source")
+                + " WHERE excluded.started_at >= latest.started_at OR latest.run_id = excluded.run_id",
+                values,
+            )
+            self._db.execute("COMMIT")
+
+    def latest(self) -> list[Outcome]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM latest ORDER BY source").fetchall()
+        return [_outcome(r) for r in rows]
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE run_id = ? ORDER BY source", (run_id,)
+            ).fetchall()
+        return [_outcome(r) for r in rows]
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [RunSummary.from_dict(dict(r)) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,174 @@
+"""plan -> copy -> record, the same functions the CLI and the cloud glue call."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ecr_transfer.context import TransferContext
+from ecr_transfer.copier import Copier, now, skipped_outcome
+from ecr_transfer.ledger.base import Ledger
+from ecr_transfer.model import Outcome, RunSummary, WorkItem
+from ecr_transfer.planner import plan
+
+
+class Progress(Protocol):
+    def planned(self, items: list[WorkItem]) -> None: ...
+
+    def finished(self, outcome: Outcome) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    items: list[WorkItem]
+    outcomes: list[Outcome]
+    summary: RunSummary
+    recovered: list[RunSummary]
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+def copy_order(items: Iterable[WorkItem]) -> list[WorkItem]:
+    """Group copies by destination repository so images sharing layers meet skopeo's blob
+    cache in sequence rather than racing to upload the same blob."""
+    return sorted(items, key=lambda i: (i.target.rsplit(":", 1)[0], i.target))
+
+
+def copy_items(
+    context: TransferContext,
+    ledger: Ledger,
+    run_id: str,
+    items: list[WorkItem],
+    *,
+    concurrency: int,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Copy up to `concurrency` images at once; every item ends with exactly one final outcome."""
+    copier = Copier(context, run_id)
+    outcomes: list[Outcome] = []
+    pending = copy_order(items)
+    if not pending:
+        return outcomes
+
+    def work(item: WorkItem) -> Outcome:
+        ledger.record(
+            Outcome(
+                run_id,
+                item.source,
+                item.target,
+                "in_progress",
+                item.source_digest,
+                item.target_digest,
+                0,
+                None,
+                now(),
+                None,
+                item.reason,
+            )
+        )
+        return copier.copy(item)
+
+    def done(outcome: Outcome) -> None:
+        ledger.record(outcome)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress.finished(outcome)
+
+    queue = iter(pending)
+    running: dict[Future[Outcome], WorkItem] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="copy")
+    try:
+        for item in queue:
+            running[pool.submit(work, item)] = item
+            if len(running) >= concurrency:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                done(future.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running[pool.submit(work, nxt)] = nxt
+    except BaseException:
+        # Ctrl-C / SIGTERM: let running copies end, and say what never started.
+        for future in running:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, item in running.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                done(future.result())
+            else:
+                done(_interrupted(run_id, item))
+        for item in queue:
+            done(_interrupted(run_id, item))
+        raise
+    pool.shutdown(wait=True)
+    return outcomes
+
+
+def _interrupted(run_id: str, item: WorkItem) -> Outcome:
+    stamp = now()
+    return Outcome(
+        run_id,
+        item.source,
+        item.target,
+        "interrupted",
+        item.source_digest,
+        item.target_digest,
+        0,
+        "the run was stopped before this image was copied; the next run re-plans it",
+        stamp,
+        stamp,
+        item.reason,
+    )
+
+
+def run(
+    context: TransferContext,
+    ledger: Ledger,
+    *,
+    force: bool = False,
+    concurrency: int | None = None,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """One incremental run. Planning errors (bad input) raise before anything is recorded."""
+    run_id = run_id or new_run_id()
+    items = plan(context.settings, context.source, context.destination, force=force)
+    recovered = ledger.start_run(run_id, now())
+    if progress is not None:
+        progress.planned(items)
+    outcomes: list[Outcome] = []
+    state = "finished"
+    try:
+        for item in items:
+            if item.action == "skip":
+                outcome = skipped_outcome(item, run_id)
+                ledger.record(outcome)
+                outcomes.append(outcome)
+                if progress is not None:
+                    progress.finished(outcome)
+        to_copy = [i for i in items if i.action == "copy"]
+        outcomes += copy_items(
+            context, ledger, run_id, to_copy, concurrency=concurrency or context.settings.concurrency, progress=progress
+        )
+    except BaseException:
+        state = "interrupted"
+        raise
+    finally:
+        summary = ledger.finish_run(run_id, now(), state)
+        if progress is not None:
+            progress.close()
+    order = {i.source: n for n, i in enumerate(items)}
+    outcomes.sort(key=lambda o: order.get(o.source, 0))
+    return RunResult(run_id, items, outcomes, summary, recovered)

@@ -1,0 +1,98 @@
+"""The incremental plan: copy an image only when the destination lacks it or differs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ecr_transfer.catalog import DestinationCatalog, SourceCatalog
+from ecr_transfer.errors import ConfigError, TransferError
+from ecr_transfer.mapping import target_ref
+from ecr_transfer.model import WorkItem
+from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.settings import Settings
+
+
+def selected_images(settings: Settings, source: SourceCatalog) -> list[ImageRef]:
+    """The user's selection, with `repo:ALL_TAGS` expanded through the tag list (or DescribeImages)."""
+    if settings.src_list == "ALL":
+        return source.all_images()
+    entries = parse_image_list(settings.src_image_list, source.default_registry)
+    expandable = [e for e in entries if e.all_tags]
+    expanded: dict[ImageRef, list[str] | TransferError] = {}
+    if expandable:
+
+        def tags_of(ref: ImageRef) -> list[str] | TransferError:
+            try:
+                return sorted(source.tags(ref))
+            except TransferError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(8, len(expandable))) as pool:
+            expanded = dict(zip(expandable, pool.map(tags_of, expandable), strict=True))
+    result: list[ImageRef] = []
+    problems: list[str] = []
+    for entry in entries:
+        if not entry.all_tags:
+            result.append(entry)
+            continue
+        tags = expanded[entry]
+        if isinstance(tags, TransferError):
+            problems.append(f"{entry}: cannot list tags: {tags}")
+        else:
+            result.extend(entry.with_tag(t) for t in tags)
+    if problems:
+        raise ConfigError(problems, source="srcImageList")
+    seen: set[ImageRef] = set()
+    return [r for r in result if not (r in seen or seen.add(r))]  # type: ignore[func-returns-value]
+
+
+def _decide(
+    src: ImageRef, dst: ImageRef, src_digest: str | None, dst_digest: str | None, force: bool
+) -> tuple[str, str]:
+    if src_digest is None:
+        return "copy", "source digest unknown"
+    if dst_digest is None:
+        return "copy", "not at destination"
+    if dst_digest != src_digest:
+        return "copy", f"destination has {dst_digest}"
+    if force:
+        return "copy", "--force"
+    return "skip", "destination has the same digest"
+
+
+def plan(
+    settings: Settings,
+    source: SourceCatalog,
+    destination: DestinationCatalog,
+    *,
+    force: bool = False,
+) -> list[WorkItem]:
+    """One WorkItem per selected image; HEAD-only (or bulk ECR) lookups on both sides.
+
+    A source lookup that fails becomes a `copy` item carrying the error as its reason, so the
+    copier records a failure with that cause instead of the whole plan aborting.
+    """
+    sources = selected_images(settings, source)
+    try:
+        targets = [target_ref(s, destination.registry, settings.dest_prefix) for s in sources]
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="destPrefix") from None
+    # A digest-pinned source needs no lookup: the pin is the digest.
+    unpinned = [s for s in sources if not s.digest]
+    looked_up = dict(zip(unpinned, source.digests(unpinned), strict=True))
+    dst_digests = destination.digests(targets)
+    items: list[WorkItem] = []
+    for src, dst, dst_digest in zip(sources, targets, dst_digests, strict=True):
+        src_digest = src.digest or looked_up[src]
+        if isinstance(src_digest, TransferError):
+            items.append(WorkItem(str(src), str(dst), "copy", f"source lookup failed: {src_digest}"))
+            continue
+        if src_digest is None:
+            items.append(WorkItem(str(src), str(dst), "copy", "source lookup failed: not found at the source"))
+            continue
+        dst_value = None if isinstance(dst_digest, TransferError) else dst_digest
+        action, reason = _decide(src, dst, src_digest, dst_value, force)
+        if isinstance(dst_digest, TransferError):
+            reason = f"destination lookup failed ({dst_digest}); copying to be safe"
+        items.append(WorkItem(str(src), str(dst), action, reason, src_digest, dst_value))  # type: ignore[arg-type]
+    return items

@@ -1,0 +1,1 @@
+"""Talking to registries: the distribution HTTP API client and registry credentials."""

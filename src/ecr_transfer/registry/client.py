@@ -1,0 +1,259 @@
+"""A small distribution-API client: manifest HEAD for digests and paginated tag lists.
+
+Only what planning needs: skopeo moves the bytes. HEAD, never GET, for digests: Docker Hub
+counts manifest GETs against its pull rate limit but not HEADs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode, urljoin
+
+import urllib3
+
+from ecr_transfer.errors import PermanentError, TransientError
+from ecr_transfer.references import DOCKER_HUB
+from ecr_transfer.registry.credentials import Credential
+from ecr_transfer.registry.mediatypes import ACCEPT
+
+API_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_LINK_NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
+TAG_PAGE_SIZE = 1000
+"""ECR rejects tag-list pages larger than 1000."""
+
+RateLimitHook = Callable[[str, Mapping[str, str]], None]
+CredentialLookup = Callable[[str], Credential | None]
+"""Registry host -> its credential now (ECR tokens are refreshed behind this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    digest: str
+    media_type: str | None
+    size: int | None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class RegistryClient:
+    """One registry host. Thread-safe; share one per host across the planner's worker pool."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: CredentialLookup | None = None,
+        insecure: bool = False,
+        endpoint: str | None = None,
+        pool: urllib3.PoolManager | None = None,
+        timeout: float = 30.0,
+        rate_limit_hook: RateLimitHook | None = None,
+    ) -> None:
+        self.registry = registry
+        self._credentials = credentials or (lambda _host: None)
+        self._insecure = insecure
+        self._endpoint = endpoint
+        self._pool = pool or urllib3.PoolManager(maxsize=16, cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED")
+        self._timeout = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
+        self._base: str | None = None
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._rate_limit_hook = rate_limit_hook
+
+    # -- connection -------------------------------------------------------------------------
+    def _candidates(self) -> list[str]:
+        if self._endpoint:
+            target = self._endpoint.rstrip("/")
+            if "://" in target:
+                return [target]
+            host = target
+        else:
+            host = API_HOSTS.get(self.registry, self.registry)
+        # An insecure registry may speak plain HTTP or HTTPS without verification; try both.
+        return [f"https://{host}", f"http://{host}"] if self._insecure else [f"https://{host}"]
+
+    def base_url(self) -> str:
+        if self._base is not None:
+            return self._base
+        last: Exception | None = None
+        for candidate in self._candidates():
+            try:
+                self._pool.request("GET", candidate + "/v2/", timeout=self._timeout, retries=False)
+            except urllib3.exceptions.HTTPError as exc:
+                last = exc
+                continue
+            self._base = candidate
+            return candidate
+        raise TransientError(f"cannot reach registry {self.registry}: {last}")
+
+    # -- auth -------------------------------------------------------------------------------
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope)
+        if token:
+            return {"Authorization": token}
+        return {}
+
+    def _authenticate(self, challenge: str, scope: str) -> None:
+        scheme, _, params_text = challenge.partition(" ")
+        credential = self._credentials(self.registry)
+        if scheme.lower() == "basic":
+            if credential is None:
+                raise PermanentError(f"unauthorized: {self.registry} requires credentials and none are configured")
+            self._tokens[scope] = f"Basic {credential.basic()}"
+            return
+        params = dict(_CHALLENGE_PARAM.findall(params_text))
+        realm = params.pop("realm", None)
+        if scheme.lower() != "bearer" or not realm:
+            raise PermanentError(f"unauthorized: unsupported auth challenge from {self.registry}: {scheme}")
+        params.setdefault("scope", scope)
+        headers = {"Authorization": f"Basic {credential.basic()}"} if credential else {}
+        try:
+            resp = self._pool.request(
+                "GET", f"{realm}?{urlencode(params)}", headers=headers, timeout=self._timeout, retries=False
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientError(f"token request to {realm} failed: {exc}") from None
+        if resp.status in (401, 403):
+            raise PermanentError(f"unauthorized: {self.registry} rejected the configured credentials")
+        if resp.status != 200:
+            raise TransientError(f"token request to {realm} answered HTTP {resp.status}")
+        body = resp.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise PermanentError(f"unauthorized: token endpoint {realm} returned no token")
+        self._tokens[scope] = f"Bearer {token}"
+
+    def _request(self, method: str, url: str, scope: str, what: str) -> urllib3.BaseHTTPResponse:
+        headers = {"Accept": ACCEPT}
+        retried = False
+        for _ in range(2):
+            headers.update(self._auth_header(scope))
+            try:
+                resp = self._pool.request(
+                    method, url, headers=headers, timeout=self._timeout, retries=False, preload_content=True
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                raise TransientError(f"{what}: network error talking to {self.registry}: {exc}") from None
+            if self._rate_limit_hook is not None:
+                self._rate_limit_hook(self.registry, resp.headers)
+            if resp.status == 401 and "WWW-Authenticate" in resp.headers and not retried:
+                # First contact, or an expired token: (re)authenticate once, then give up.
+                retried = True
+                with self._lock:
+                    self._tokens.pop(scope, None)
+                    self._authenticate(resp.headers["WWW-Authenticate"], scope)
+                headers.pop("Authorization", None)
+                continue
+            return resp
+        return resp
+
+    def _raise_for(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+        status = resp.status
+        if status in (401, 403):
+            raise PermanentError(f"{what}: unauthorized (HTTP {status}) at {self.registry}")
+        if status == 429:
+            raise TransientError(
+                f"{what}: rate limited (HTTP 429) by {self.registry}", retry_after=_retry_after(resp.headers)
+            )
+        if status >= 500:
+            raise TransientError(f"{what}: {self.registry} answered HTTP {status}")
+        raise PermanentError(f"{what}: {self.registry} answered HTTP {status}")
+
+    # -- API --------------------------------------------------------------------------------
+    def head_manifest(self, repository: str, reference: str) -> ManifestInfo | None:
+        """Digest of a tag or digest; None when the registry does not have it."""
+        what = f"manifest {self.registry}/{repository}:{reference}"
+        url = f"{self.base_url()}/v2/{repository}/manifests/{reference}"
+        scope = f"repository:{repository}:pull"
+        resp = self._request("HEAD", url, scope, what)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            self._raise_for(resp, what)
+        digest = resp.headers.get("Docker-Content-Digest")
+        if not digest:
+            # Rare registries omit the header on HEAD; only then is a GET the sole way to know.
+            resp = self._request("GET", url, scope, what)
+            if resp.status != 200:
+                self._raise_for(resp, what)
+            digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(resp.data).hexdigest()
+        length = resp.headers.get("Content-Length")
+        return ManifestInfo(digest, resp.headers.get("Content-Type"), int(length) if length else None)
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag, following `Link: rel="next"` pagination."""
+        what = f"tag list of {self.registry}/{repository}"
+        scope = f"repository:{repository}:pull"
+        url: str | None = f"{self.base_url()}/v2/{repository}/tags/list?n={TAG_PAGE_SIZE}"
+        tags: list[str] = []
+        while url:
+            resp = self._request("GET", url, scope, what)
+            if resp.status == 404:
+                raise PermanentError(f"{what}: repository not found")
+            if resp.status != 200:
+                self._raise_for(resp, what)
+            tags.extend(resp.json().get("tags") or [])
+            match = _LINK_NEXT.search(resp.headers.get("Link", ""))
+            url = urljoin(self.base_url() + "/", match.group(1)) if match else None
+        return tags
+
+
+class RegistryClients:
+    """One client per registry host, built lazily with that host's credentials and settings."""
+
+    def __init__(
+        self,
+        credentials: CredentialLookup,
+        insecure: frozenset[str] | set[str] | tuple[str, ...] = (),
+        endpoints: Mapping[str, str] | None = None,
+        *,
+        pool_size: int = 16,
+        rate_limit_hook: RateLimitHook | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._insecure = frozenset(insecure)
+        self._endpoints = dict(endpoints or {})
+        self._pool_size = pool_size
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+        self._rate_limit_hook = rate_limit_hook
+
+    def get(self, registry: str) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get(registry)
+            if client is None:
+                insecure = registry in self._insecure
+                pool = urllib3.PoolManager(
+                    maxsize=self._pool_size, cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED"
+                )
+                client = RegistryClient(
+                    registry,
+                    credentials=self._credentials,
+                    insecure=insecure,
+                    endpoint=self._endpoints.get(registry),
+                    pool=pool,
+                    rate_limit_hook=self._rate_limit_hook,
+                )
+                self._clients[registry] = client
+            return client
+
+
+def sleep_for_retry(attempt: int, base: float, retry_after: float | None, cap: float = 60.0) -> float:
+    """Exponential backoff with Retry-After winning when the server said how long."""
+    delay = retry_after if retry_after is not None else min(cap, base * (2 ** (attempt - 1)))
+    time.sleep(delay)
+    return delay
