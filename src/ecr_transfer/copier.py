@@ -30,7 +30,7 @@ def _backoff(attempt: int, base: float, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(MAX_BACKOFF, retry_after)
     # Full jitter: parallel workers that failed together must not retry together.
-    return min(MAX_BACKOFF, base * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+    return float(min(MAX_BACKOFF, base * (2 ** (attempt - 1)))) * (0.5 + random.random() / 2)
 
 
 class Copier:

@@ -19,7 +19,7 @@ class Ledger(Protocol):
     `record` is idempotent on (run_id, source): a retried writer never duplicates an outcome.
     """
 
-    def start_run(self, run_id: str, started_at: str, holder: str) -> list[RunSummary]:
+    def start_run(self, run_id: str, started_at: str, holder: str = "") -> list[RunSummary]:
         """Open a run; take the ledger lease. Returns earlier runs found dead (marked interrupted).
 
         Raises LedgerBusyError when a live run holds the lease.

@@ -1,0 +1,153 @@
+"""What users see: the --json contract, a live progress line and the closing summary table."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary, WorkItem, counts
+
+
+def _json_status(status: str) -> str:
+    return "failed" if status in FAILED_STATUSES else status
+
+
+def run_json(run_id: str, outcomes: list[Outcome]) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "counts": counts(outcomes),
+        "items": [
+            {
+                "source": o.source,
+                "target": o.target,
+                "status": _json_status(o.status),
+                "source_digest": o.source_digest,
+                "target_digest": o.target_digest,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def plan_json(run_id: str, items: list[WorkItem]) -> dict[str, Any]:
+    copy = sum(1 for i in items if i.action == "copy")
+    return {
+        "run_id": run_id,
+        "counts": {"planned": len(items), "copied": 0, "skipped": len(items) - copy, "failed": 0, "copy": copy},
+        "items": [
+            {
+                "source": i.source,
+                "target": i.target,
+                "status": i.action,
+                "source_digest": i.source_digest,
+                "target_digest": i.target_digest,
+                "error": None,
+                "reason": i.reason,
+            }
+            for i in items
+        ],
+    }
+
+
+def dump(doc: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(doc, indent=2) + "\n")
+
+
+class TerminalProgress:
+    """One self-rewriting status line on a terminal; silent when output is not a terminal."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self._out = out
+        self._live = out.isatty()
+        self._total = 0
+        self._counts: Counter[str] = Counter()
+        self._started = time.monotonic()
+
+    def planned(self, items: list[WorkItem]) -> None:
+        self._total = len(items)
+        copy = sum(1 for i in items if i.action == "copy")
+        self._out.write(f"planned {len(items)} images: {copy} to copy, {len(items) - copy} already in sync\n")
+        self._draw()
+
+    def finished(self, outcome: Outcome) -> None:
+        self._counts[_json_status(outcome.status)] += 1
+        if outcome.status in FAILED_STATUSES and not self._live:
+            self._out.write(f"FAILED {outcome.source}: {outcome.error}\n")
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self._live:
+            return
+        done = sum(self._counts.values())
+        c = self._counts
+        self._out.write(
+            f"\r[{done}/{self._total}] copied {c['copied']}  skipped {c['skipped']}  failed {c['failed']}  "
+            f"{time.monotonic() - self._started:.1f}s\033[K"
+        )
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._live:
+            self._out.write("\n")
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _short(digest: str | None) -> str:
+    return digest[:19] if digest else "-"
+
+
+def outcome_table(outcomes: list[Outcome], out: TextIO = sys.stdout) -> None:
+    if not outcomes:
+        out.write("no images\n")
+        return
+    rows = [["STATUS", "SOURCE", "TARGET", "DIGEST", "TRIES", "DETAIL"]]
+    for o in outcomes:
+        detail = o.error or o.reason or ""
+        rows.append([o.status, o.source, o.target, _short(o.target_digest or o.source_digest), str(o.attempts), detail])
+    _table(rows, out)
+
+
+def plan_table(items: list[WorkItem], out: TextIO = sys.stdout) -> None:
+    if not items:
+        out.write("no images selected\n")
+        return
+    rows = [["ACTION", "SOURCE", "TARGET", "SOURCE DIGEST", "REASON"]]
+    rows += [[i.action, i.source, i.target, _short(i.source_digest), i.reason] for i in items]
+    _table(rows, out)
+
+
+def summary_line(run_id: str, outcomes: list[Outcome], elapsed: float) -> str:
+    c = counts(outcomes)
+    return (
+        f"run {run_id}: {c['planned']} planned, {c['copied']} copied, {c['skipped']} skipped, "
+        f"{c['failed']} failed in {elapsed:.1f}s"
+    )
+
+
+def runs_table(runs: list[RunSummary], out: TextIO = sys.stdout) -> None:
+    rows = [["RUN", "STARTED", "STATE", "PLANNED", "COPIED", "SKIPPED", "FAILED", "NOTE"]]
+    for r in runs:
+        rows.append(
+            [
+                r.run_id,
+                r.started_at,
+                r.state,
+                str(r.planned),
+                str(r.copied),
+                str(r.skipped),
+                str(r.failed),
+                r.note or "",
+            ]
+        )
+    _table(rows, out)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecr_transfer.errors import ConfigError
+from ecr_transfer.settings import env_name, from_mapping, load_env, load_yaml
+
+BASE = {"sourceType": "Public", "srcImageList": "nginx", "destType": "Registry", "destRegistry": "127.0.0.1:5001"}
+
+
+def test_dth_names_and_defaults() -> None:
+    s = from_mapping({**BASE, "destPrefix": "/mirror/", "includeUntagged": "false", "concurrency": "4"})
+    assert s.dest_prefix == "mirror"
+    assert s.include_untagged is False
+    assert s.concurrency == 4
+    assert s.src_list == "SELECTED"
+
+
+def test_unknown_key_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({**BASE, "destPerfix": "x"})
+    assert info.value.problems == ["unknown setting 'destPerfix' (did you mean 'destPrefix'?)"]
+
+
+def test_all_problems_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"sourceType": "Amazon_ECR", "srcList": "ALL", "destType": "Amazon_ECR"})
+    assert info.value.problems == [
+        "srcRegion is required when sourceType is Amazon_ECR",
+        "destRegion is required when destType is Amazon_ECR",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"sourceType": "Docker"}, "sourceType: must be one of Amazon_ECR, Public; got 'Docker'"),
+        ({"concurrency": 0}, "concurrency: must be between 1 and 100; got 0"),
+        ({"includeUntagged": "maybe"}, "includeUntagged: expected true or false, got 'maybe'"),
+        ({"destAccountId": "12345"}, "destAccountId: must be a 12-digit AWS account id; got '12345'"),
+        ({"destPrefix": "My Prefix"}, "destPrefix: 'My Prefix' would make invalid repository names"),
+        ({"srcList": "ALL"}, "srcList ALL needs sourceType Amazon_ECR"),
+        ({"srcImageList": ""}, "srcImageList is empty but srcList is SELECTED"),
+        ({"srcImageList": "ok\nBAD"}, "srcImageList line 2: 'BAD': invalid repository name component 'BAD'"),
+        ({"destRegistry": None}, "destRegistry (host[:port]) is required when destType is Registry"),
+    ],
+)
+def test_bad_values(extra: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({**BASE, **extra})
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_yaml_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sourceType: Public\n  srcImageList: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line 2: not valid YAML"):
+        load_yaml(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just text\n")
+    with pytest.raises(ConfigError, match="expected a mapping of settings, got str"):
+        load_yaml(scalar)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+def test_yaml_list_value(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sourceType: Public\nsrcImageList:\n  - nginx\n  - quay.io/a/b:1\ndestType: Registry\n"
+        "destRegistry: localhost:5000\ninsecureRegistries: [localhost:5000]\n"
+    )
+    s = load_yaml(cfg)
+    assert s.src_image_list == "nginx\nquay.io/a/b:1"
+    assert s.insecure_registries == ("localhost:5000",)
+
+
+def test_env_loading_with_ssm_loader() -> None:
+    assert env_name("srcImageList") == "SRC_IMAGE_LIST"
+    env = {
+        "SOURCE_TYPE": "Amazon_ECR",
+        "SRC_REGION": "us-east-1",
+        "DEST_REGION": "cn-north-1",
+        "SRC_IMAGE_LIST_PARAMETER": "/x/list",
+        "INSECURE_REGISTRIES": "a:1,b:2",
+        "UNRELATED": "ignored",
+    }
+    s = load_env(env, image_list_loader=lambda name: "app:1\nteam/other" if name == "/x/list" else "")
+    assert s.src_image_list == "app:1\nteam/other"
+    assert s.insecure_registries == ("a:1", "b:2")
