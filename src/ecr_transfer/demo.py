@@ -73,8 +73,9 @@ def run_demo(workdir: str | None = None) -> int:
         print("\n== ledger: latest outcome per image")
         main(["status", "--ledger", ledger])
         mismatched = [
-            name for name, digest in digests.items() if dst.manifest_digest(f"mirror/demo/{name.split(':')[0]}",
-                                                                            name.split(":")[1]) != digest
+            name
+            for name, digest in digests.items()
+            if dst.manifest_digest(f"mirror/demo/{name.split(':')[0]}", name.split(":")[1]) != digest
         ]
     if mismatched:
         print(f"\nFAILED: destination digests differ for {', '.join(mismatched)}")

@@ -26,7 +26,9 @@ D = "sha256:" + "ab" * 32
         ("host:5000/a/b/c:tag_1.2-x", "host:5000", "a/b/c", "a/b/c", "tag_1.2-x", None),
     ],
 )
-def test_parse_reference(text: str, registry: str, repository: str, path: str, tag: str | None, digest: str | None) -> None:
+def test_parse_reference(
+    text: str, registry: str, repository: str, path: str, tag: str | None, digest: str | None
+) -> None:
     ref = parse_reference(text)
     assert (ref.registry, ref.repository, ref.path, ref.tag, ref.digest) == (registry, repository, path, tag, digest)
 
