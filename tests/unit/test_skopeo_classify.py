@@ -12,7 +12,7 @@ from ecr_transfer.skopeo import CopyRequest, build_argv, classify, registries_co
     ("stderr", "kind"),
     [
         (
-            'time="x" level=fatal msg="initializing source docker://a/b:1: reading manifest 1 in a/b: manifest unknown"',
+            'level=fatal msg="initializing source docker://a/b:1: reading manifest 1 in a/b: manifest unknown"',
             PermanentError,
         ),
         ("Error: writing manifest: uploading manifest 1 to x: unauthorized: authentication required", PermanentError),
