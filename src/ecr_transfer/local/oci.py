@@ -300,19 +300,69 @@ def read_blob(layout_dir: str | os.PathLike[str], digest: str) -> bytes:
     return (Path(layout_dir) / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
 
 
+@dataclass(frozen=True, slots=True)
+class SampleImages:
+    """A small, fixed set of images in one layout: what tests and the demo push around."""
+
+    layout: Path
+    single: Image
+    """Tag "single": one platform (linux/amd64), two layers of its own."""
+    multi: Index
+    """Tag "multi": linux/amd64 + linux/arm64 index, one base and one app layer per platform."""
+    app_a: Image
+    """Tag "app-a": `base_layer` + its own layer."""
+    app_b: Image
+    """Tag "app-b": `base_layer` + its own layer (so copying after app-a can skip or mount the base)."""
+    base_layer: Layer
+
+    def __getitem__(self, tag: str) -> Image | Index:
+        images: dict[str, Image | Index] = {
+            "single": self.single,
+            "multi": self.multi,
+            "app-a": self.app_a,
+            "app-b": self.app_b,
+        }
+        return images[tag]
+
+
+def write_samples(layout_dir: str | os.PathLike[str]) -> SampleImages:
+    """Write the sample set (a few KB, milliseconds) into layout_dir."""
+    base = Layer.from_files({"etc/os-release": b"ID=ecr-transfer-test\n", "bin/true": b"#!/bin/sh\n"})
+    arch_layers = {
+        arch: [Layer.text("etc/arch", f"{arch} base\n"), Layer.text("app/app.txt", f"multi app {arch}\n")]
+        for arch in ("amd64", "arm64")
+    }
+    return SampleImages(
+        layout=Path(layout_dir),
+        single=write_image(
+            layout_dir,
+            "single",
+            [Layer.text("etc/single", "single base\n"), Layer.text("app/hello.txt", "hello\n")],
+            labels={"org.opencontainers.image.title": "single"},
+        ),
+        multi=write_index(layout_dir, "multi", {("linux", arch): ls for arch, ls in arch_layers.items()}),
+        app_a=write_image(layout_dir, "app-a", [base, Layer.text("app/a.txt", "app a\n")]),
+        app_b=write_image(layout_dir, "app-b", [base, Layer.text("app/b.txt", "app b\n")]),
+        base_layer=base,
+    )
+
+
 __all__ = [
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER_GZIP",
     "OCI_MANIFEST",
+    "REF_NAME",
     "Image",
     "Index",
     "Layer",
     "Platform",
+    "SampleImages",
     "canonical_json",
     "read_blob",
     "sha256_digest",
     "tagged_digest",
     "write_image",
     "write_index",
+    "write_samples",
 ]
