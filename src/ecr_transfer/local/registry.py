@@ -222,6 +222,10 @@ class LocalRegistry:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def port(self) -> int:
+        return self._port
+
+    @property
     def host(self) -> str:
         """`127.0.0.1:PORT`: the registry part of an image reference."""
         return f"127.0.0.1:{self._port}"
@@ -324,18 +328,24 @@ class LocalRegistry:
     def _spawn(self) -> None:
         config_path = self.workdir / "config.yml"
         config_path.write_text(yaml.safe_dump(self._config(), sort_keys=False))
+        error_log = self.workdir / "registry.log"
+        log_start = error_log.stat().st_size if error_log.exists() else 0
         started = time.monotonic()
         # Append: offsets into access.log stay valid across restart().
-        with open(self.access_log_path, "ab") as out, open(self.workdir / "registry.log", "ab") as err:
+        with open(self.access_log_path, "ab") as out, open(error_log, "ab") as err:
             proc = subprocess.Popen(
                 [REGISTRY_BIN, "serve", str(config_path)], stdin=subprocess.DEVNULL, stdout=out, stderr=err
             )
         self._proc = proc
         _RUNNING.add(self)
+        listening = f'msg="listening on {self.host}"'.encode()
         while proc.poll() is None:
+            # Whoever else holds the port would answer /v2/ too: first our process must say it
+            # listens (logged right after a successful bind), then /v2/ must answer (401 with auth).
             with contextlib.suppress(OSError):
-                # Any HTTP answer means the listener is up; 401 is the answer with auth on.
-                if self._request("GET", "/v2/", timeout=0.5, authenticate=False).status in (200, 401):
+                if listening in error_log.read_bytes()[log_start:] and self._request(
+                    "GET", "/v2/", timeout=0.5, authenticate=False
+                ).status in (200, 401):
                     self.startup_seconds = time.monotonic() - started
                     return
             if time.monotonic() - started > self.startup_timeout:
@@ -433,7 +443,8 @@ class LocalRegistry:
         return list(json.loads(resp.body).get("tags") or []) if resp else []
 
     def catalog(self) -> list[str]:
-        resp = self._expect("GET", "/v2/_catalog?n=10000", 200)
+        # 1000 is distribution's default catalog.maxentries; more is rejected with 400.
+        resp = self._expect("GET", "/v2/_catalog?n=1000", 200)
         return list(json.loads(resp.body).get("repositories") or []) if resp else []
 
     def delete_manifest(self, repo: str, ref: str) -> bool:
