@@ -80,7 +80,8 @@ class Copier:
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
             written = skopeo_copy(
                 CopyRequest(
-                    item.source,
+                    # skopeo rejects tag+digest references; the pinned digest is what counts.
+                    f"{src.registry}/{src.repository}@{src.digest}" if src.digest else item.source,
                     item.target,
                     all_platforms=all_platforms,
                     src_insecure=self.context.is_insecure(src.registry),

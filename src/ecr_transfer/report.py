@@ -53,16 +53,17 @@ def plan_json(run_id: str, items: list[WorkItem]) -> dict[str, Any]:
     }
 
 
-def dump(doc: dict[str, Any], out: TextIO = sys.stdout) -> None:
+def dump(doc: dict[str, Any], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     out.write(json.dumps(doc, indent=2) + "\n")
 
 
 class TerminalProgress:
     """One self-rewriting status line on a terminal; silent when output is not a terminal."""
 
-    def __init__(self, out: TextIO = sys.stderr) -> None:
-        self._out = out
-        self._live = out.isatty()
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out: TextIO = out if out is not None else sys.stderr
+        self._live = self._out.isatty()
         self._total = 0
         self._counts: Counter[str] = Counter()
         self._started = time.monotonic()
@@ -107,7 +108,8 @@ def _short(digest: str | None) -> str:
     return digest[:19] if digest else "-"
 
 
-def outcome_table(outcomes: list[Outcome], out: TextIO = sys.stdout) -> None:
+def outcome_table(outcomes: list[Outcome], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if not outcomes:
         out.write("no images\n")
         return
@@ -118,7 +120,8 @@ def outcome_table(outcomes: list[Outcome], out: TextIO = sys.stdout) -> None:
     _table(rows, out)
 
 
-def plan_table(items: list[WorkItem], out: TextIO = sys.stdout) -> None:
+def plan_table(items: list[WorkItem], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if not items:
         out.write("no images selected\n")
         return
@@ -135,7 +138,8 @@ def summary_line(run_id: str, outcomes: list[Outcome], elapsed: float) -> str:
     )
 
 
-def runs_table(runs: list[RunSummary], out: TextIO = sys.stdout) -> None:
+def runs_table(runs: list[RunSummary], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     rows = [["RUN", "STARTED", "STATE", "PLANNED", "COPIED", "SKIPPED", "FAILED", "NOTE"]]
     for r in runs:
         rows.append(

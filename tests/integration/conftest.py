@@ -1,0 +1,68 @@
+"""Integration helpers: a recording skopeo wrapper and a settings-file writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+class SkopeoRecorder:
+    """Every skopeo invocation's argv, recorded by a wrapper that then runs the real skopeo."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def copies(self) -> list[list[str]]:
+        return [c for c in self.calls() if "copy" in c]
+
+
+@pytest.fixture
+def skopeo_recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SkopeoRecorder:
+    real = shutil.which("skopeo")
+    assert real, "skopeo is not installed"
+    log = tmp_path / "skopeo-argv.jsonl"
+    wrapper = tmp_path / "skopeo-wrapper"
+    wrapper.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"os.execv({real!r}, [{real!r}] + sys.argv[1:])\n"
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("ECR_TRANSFER_SKOPEO", str(wrapper))
+    # Retries in tests: fast backoff, same attempt count as production.
+    monkeypatch.setenv("ECR_TRANSFER_BACKOFF_BASE", "0.05")
+    return SkopeoRecorder(log)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    def write(name: str = "transfer.yaml", **settings: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_auth_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own docker/podman logins must not leak into tests."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    os.environ.pop("ECR_TRANSFER_LEDGER", None)
