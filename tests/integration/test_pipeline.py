@@ -243,9 +243,9 @@ def test_basic_auth_registries_with_credentials_from_settings(
         assert secret_text not in calls
         assert secret_text not in json.dumps(result)
         assert secret_text.encode() not in ledger.read_bytes()
-    authfile = next(a for c in skopeo_recorder.copies() for a, b in zip(c, c[1:]) if a == "--authfile" and b)
-    assert not Path(skopeo_recorder.copies()[0][skopeo_recorder.copies()[0].index("--authfile") + 1]).exists()
-    assert authfile == "--authfile"
+    # The credentials went through an authfile, which is gone after the copy.
+    argv = skopeo_recorder.copies()[0]
+    assert not Path(argv[argv.index("--authfile") + 1]).exists()
 
 
 def test_wrong_credentials_fail_without_retries(
