@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -16,6 +17,8 @@ from ecr_transfer.references import parse_reference
 from ecr_transfer.registry.credentials import Credential, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF = 2.0
@@ -108,6 +111,7 @@ class Copier:
                 written, landed = self._attempt(item)
             except TransferError as exc:
                 if not exc.transient or attempts >= self.max_attempts:
+                    log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)
                     suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"
                     return Outcome(
                         self.run_id,
@@ -124,8 +128,11 @@ class Copier:
                     )
                 if on_retry is not None:
                     on_retry(item, attempts, exc)
-                self._sleep(_backoff(attempts, self.backoff, exc.retry_after))
+                delay = _backoff(attempts, self.backoff, exc.retry_after)
+                log.warning("%s: attempt %d failed (%s); retrying in %.1fs", item.source, attempts, exc, delay)
+                self._sleep(delay)
                 continue
+            log.info("%s: copied %s to %s (attempt %d)", item.source, written, item.target, attempts)
             reason = item.reason
             if item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
                 reason = f"{reason}; source changed during the run (planned {item.source_digest})"

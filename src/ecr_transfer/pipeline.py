@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -14,6 +15,8 @@ from ecr_transfer.copier import Copier, now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger
 from ecr_transfer.model import Outcome, RunSummary, WorkItem
 from ecr_transfer.planner import plan
+
+log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
@@ -146,6 +149,7 @@ def run(
     run_id = run_id or new_run_id()
     items = plan(context.settings, context.source, context.destination, force=force)
     recovered = ledger.start_run(run_id, now())
+    log.info("run %s: %d images planned, %d to copy", run_id, len(items), sum(1 for i in items if i.action == "copy"))
     if progress is not None:
         progress.planned(items)
     outcomes: list[Outcome] = []
