@@ -82,7 +82,9 @@ def registry_factory(request: pytest.FixtureRequest) -> Iterator[RegistryFactory
             # Shown under "Captured stdout teardown": what the registry saw when the test failed.
             tail = [f"{r.method} {r.uri} -> {r.status}" for r in registry.requests(sync=False)[-30:]]
             print(f"--- {registry!r} last requests:\n" + "\n".join(tail))
-            print(f"--- {registry!r} log tail:\n{registry.stderr_tail(10)}")
+            # Info lines repeat the access log; warnings and errors are the news.
+            news = [x for x in registry.stderr_tail(500).splitlines() if "level=info" not in x][-10:]
+            print(f"--- {registry!r} warnings and errors:\n" + "\n".join(news))
         registry.stop()
 
 

@@ -376,9 +376,7 @@ class LocalRegistry:
         """
         if sync and self.running:
             self._sync_log()
-        with open(self.access_log_path, "rb") as log:
-            log.seek(self._log_offset)
-            text = log.read().decode(errors="replace")
+        text = self._logged().decode(errors="replace")
         return [r for r in parse_access_log(text) if not r.uri.startswith(_SYNC_PATH)]
 
     def reset_requests(self) -> None:
@@ -387,12 +385,17 @@ class LocalRegistry:
             self._sync_log()
         self._log_offset = self.access_log_path.stat().st_size
 
+    def _logged(self) -> bytes:
+        with open(self.access_log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return log.read()
+
     def _sync_log(self) -> None:
         self._syncs += 1
         marker = f"{_SYNC_PATH}{self._syncs} ".encode()
         self._request("GET", marker.decode().strip())
         deadline = time.monotonic() + 5
-        while marker not in self.access_log_path.read_bytes()[self._log_offset :]:
+        while marker not in self._logged():
             if time.monotonic() > deadline:
                 raise LocalRegistryError(f"marker {marker!r} never reached {self.access_log_path}")
             time.sleep(0.002)
