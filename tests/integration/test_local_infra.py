@@ -265,6 +265,8 @@ def test_start_failure_is_reported_with_the_registry_log(src_registry: LocalRegi
     with pytest.raises(LocalRegistryError, match="address already in use"):
         clash.start()
     assert not clash.running
+    with pytest.raises(LocalRegistryError, match="not started"):
+        _ = clash.workdir  # a failed first start leaves no temp dir behind
 
 
 def test_startup_is_fast(registry_factory: RegistryFactory) -> None:

@@ -263,7 +263,8 @@ class LocalRegistry:
         """Start (or bring back after `stop(keep_storage=True)`) and wait until /v2/ answers."""
         if self.running:
             return self
-        if self._workdir is None:
+        fresh = self._workdir is None
+        if fresh:
             self._workdir = Path(tempfile.mkdtemp(prefix="ecr-transfer-registry-"))
             self._log_offset = 0
             self.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -285,6 +286,8 @@ class LocalRegistry:
                 return self
             except LocalRegistryError as err:
                 if "address already in use" not in str(err) or attempt == attempts - 1:
+                    if fresh:  # nothing worth keeping; a failed restart keeps its storage
+                        self.stop()
                     raise
         raise AssertionError("unreachable")
 
