@@ -15,15 +15,8 @@ from ecr_transfer.local.oci import (
     write_index,
     write_samples,
 )
-from ecr_transfer.local.registry import (
-    Credentials,
-    LocalRegistry,
-    LocalRegistryError,
-    RegistryRequest,
-    RequestKind,
-    count_kinds,
-    parse_access_log,
-)
+from ecr_transfer.local.accesslog import RegistryRequest, RequestKind, count_kinds, parse_access_log
+from ecr_transfer.local.registry import Credentials, LocalRegistry, LocalRegistryError
 
 __all__ = [
     "Credentials",
