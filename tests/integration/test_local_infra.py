@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ecr_transfer.local.oci import OCI_INDEX, SampleImages, read_blob
 from ecr_transfer.local.accesslog import RequestKind, classify, count_kinds, parse_access_log
+from ecr_transfer.local.oci import OCI_INDEX, SampleImages, read_blob
 from ecr_transfer.local.registry import Credentials, LocalRegistry, LocalRegistryError
 
 if TYPE_CHECKING:

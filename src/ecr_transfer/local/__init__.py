@@ -5,6 +5,7 @@ Shared by the demo, the test suite and the benchmark; never used by the product 
 
 from __future__ import annotations
 
+from ecr_transfer.local.accesslog import RegistryRequest, RequestKind, count_kinds, parse_access_log
 from ecr_transfer.local.oci import (
     Image,
     Index,
@@ -15,7 +16,6 @@ from ecr_transfer.local.oci import (
     write_index,
     write_samples,
 )
-from ecr_transfer.local.accesslog import RegistryRequest, RequestKind, count_kinds, parse_access_log
 from ecr_transfer.local.registry import Credentials, LocalRegistry, LocalRegistryError
 
 __all__ = [
