@@ -1,0 +1,454 @@
+"""The cloud ledger: one DynamoDB table, keyed like the Data Transfer Hub plugin's.
+
+Table schema (the SAM template creates exactly this):
+
+- partition key `Image` (S), sort key `Tag` (S); no GSI; on-demand billing is right for the
+  bursty write pattern. Optional but recommended: TTL on the attribute `ExpiresAt`, which only
+  run-history items carry (they expire after `history_days`, 90 by default); without TTL the
+  history is kept forever.
+
+Items (`ItemType` tells them apart):
+
+- `LATEST`: the latest outcome per image, under the old plugin's keys, so existing dashboards
+  keep working. `Image` is the ECR repository name (ECR source), the Docker Hub name without
+  `library/` (`nginx`), else `host/path` (`quay.io/coreos/etcd`); `Tag` is the tag, or the
+  digest for a digest-pinned image (`tag@sha256:...` when both). `Status` keeps the old values
+  (`Done`, `Error`, plus `Running` while a copy is under way); `ErrorMessage` now holds the
+  full cause instead of a Step Functions error name; `Execution` holds the run id.
+- `OUTCOME`: `Image = "RUN#<run id>"`, `Tag = <full source reference>`: per-run history.
+- `RUN`: `Image = "RUN#<run id>"`, `Tag = "#RUN"`: the run summary (state, counts, note).
+- `RUNLIST`: `Image = "RUNS"`, `Tag = "<started at>#<run id>"`: the same summary, for listing
+  runs newest first with one Query.
+- `LEASE`: `Image = Tag = "#LEASE"`: the run holding the ledger and until when.
+
+Repository names are lowercase and cannot contain `#`, so these reserved keys never collide
+with an image.
+
+Every outcome and latest attribute: Source, Target, TransferStatus (copied, skipped, failed,
+conflict, in_progress, interrupted), SourceDigest, TargetDigest, Attempts (N), ErrorMessage,
+Reason, RunId, Execution, StartedAt, EndedAt, UpdatedAt (ISO 8601 UTC strings); absent values
+are omitted.
+
+Writes are idempotent: an outcome is a put on (run, source), so a retried recorder rewrites the
+same item. Conditions make sure nothing goes back in time: an `in_progress` write never replaces
+a final outcome of the same run, and the latest item only moves forward (same run, or an
+outcome that started no earlier than the one recorded).
+
+The lease makes a second concurrent run fail fast (LedgerBusyError). It expires `lease_seconds`
+after its last renewal (a heartbeat thread renews it while the run is open in this process, and
+every `record` of the run renews it, so copier tasks keep it alive too); an expired lease, or one
+left by a dead process on this host, is taken over and its run's unfinished images are marked
+`interrupted`.
+
+IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query, Scan on the table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from ecr_transfer.ecr.hosts import is_ecr_host
+from ecr_transfer.ecr.pacing import client_config
+from ecr_transfer.errors import ConfigError
+from ecr_transfer.ledger.base import LedgerBusyError
+from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary
+from ecr_transfer.references import DOCKER_HUB, parse_reference
+
+LEASE_KEY = "#LEASE"
+RUN_TAG = "#RUN"
+RUNS_IMAGE = "RUNS"
+DEFAULT_LEASE_SECONDS = 900
+DEFAULT_HISTORY_DAYS = 90
+_FIELDS = {
+    "run_id": "RunId",
+    "source": "Source",
+    "target": "Target",
+    "status": "TransferStatus",
+    "source_digest": "SourceDigest",
+    "target_digest": "TargetDigest",
+    "attempts": "Attempts",
+    "error": "ErrorMessage",
+    "started_at": "StartedAt",
+    "ended_at": "EndedAt",
+    "reason": "Reason",
+}
+_SUMMARY_FIELDS = ("run_id", "started_at", "ended_at", "state", "planned", "copied", "skipped", "failed", "note")
+_LEGACY_STATUS = {"copied": "Done", "skipped": "Done", "in_progress": "Running"}
+_SER, _DESER = TypeSerializer(), TypeDeserializer()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def image_key(source: str) -> tuple[str, str]:
+    """(Image, Tag) of the latest item for a source reference, as the old plugin named them."""
+    ref = parse_reference(source)
+    if ref.registry == DOCKER_HUB:
+        image = ref.repository.removeprefix("library/")
+    elif is_ecr_host(ref.registry):
+        image = ref.repository
+    else:
+        image = f"{ref.registry}/{ref.repository}"
+    if ref.digest:
+        return image, f"{ref.tag}@{ref.digest}" if ref.tag else ref.digest
+    return image, ref.tag or "latest"
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    data = {k: _DESER.deserialize(v) for k, v in item.items()}
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in data.items()}
+
+
+def _outcome(item: dict[str, Any]) -> Outcome:
+    data = _plain(item)
+    return Outcome.from_dict(
+        {name: data.get(attr) for name, attr in _FIELDS.items()} | {"attempts": data.get("Attempts") or 0}
+    )
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+def _summary(item: dict[str, Any]) -> RunSummary:
+    data = _plain(item)
+    return RunSummary.from_dict({f: data[_pascal(f)] for f in _SUMMARY_FIELDS if data.get(_pascal(f)) is not None})
+
+
+def _names(*expressions: str | None) -> dict[str, str]:
+    """`#Word` placeholders -> attribute names: Status, State and friends are reserved words."""
+    return {f"#{w}": w for e in expressions if e for w in re.findall(r"#(\w+)", e)}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoDBLedger:
+    """The Ledger protocol on one DynamoDB table (see the module docstring for its schema)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any = None,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        history_days: int = DEFAULT_HISTORY_DAYS,
+        clock: Callable[[], float] = time.time,
+        heartbeat: bool = True,
+    ) -> None:
+        self.table = table_name
+        if client is None:
+            region = table_name.split(":")[3] if table_name.startswith("arn:") else None
+            client = boto3.client("dynamodb", region_name=region, config=client_config())
+        self._client = client
+        self.lease_seconds = lease_seconds
+        self.history_seconds = history_days * 86400
+        self._clock = clock
+        self._use_heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._renewed: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- low-level ----------------------------------------------------------------------------
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, operation)(TableName=self.table, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                raise ConfigError(f"DynamoDB table {self.table!r} does not exist (or is not ACTIVE)") from None
+            if code == "AccessDeniedException":
+                raise ConfigError(f"no access to DynamoDB table {self.table!r}: {exc}") from None
+            raise
+
+    def _put(self, values: dict[str, Any], condition: str | None = None, params: dict[str, Any] | None = None) -> bool:
+        """PutItem; False when the condition did not hold."""
+        kwargs: dict[str, Any] = {"Item": _item(values)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+            kwargs["ExpressionAttributeNames"] = _names(condition)
+        if params:
+            kwargs["ExpressionAttributeValues"] = _item(params)
+        try:
+            self._call("put_item", **kwargs)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def _query(self, image: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "#Image = :image",
+            "ExpressionAttributeNames": _names(
+                "#Image", kwargs.get("FilterExpression"), kwargs.get("ProjectionExpression")
+            ),
+            "ExpressionAttributeValues": _item({":image": image, **kwargs.pop("values", {})}),
+            **kwargs,
+        }
+        while True:
+            page = self._call("query", **params)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page or "Limit" in params:
+                return
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _now_iso(self) -> str:
+        return datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
+
+    # -- the lease ----------------------------------------------------------------------------
+    def _lease(self) -> dict[str, Any] | None:
+        item = self._call("get_item", Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}), ConsistentRead=True)
+        return _plain(item["Item"]) if "Item" in item else None
+
+    def _write_lease(self, run_id: str, started_at: str, holder: str, condition: str, params: dict[str, Any]) -> bool:
+        lease = {
+            "Image": LEASE_KEY,
+            "Tag": LEASE_KEY,
+            "ItemType": "LEASE",
+            "RunId": run_id,
+            "Holder": holder,
+            "Host": socket.gethostname(),
+            "Pid": os.getpid(),
+            "StartedAt": started_at,
+            "LeaseExpiresAt": int(self._clock()) + self.lease_seconds,
+        }
+        return self._put(lease, condition, params=params)
+
+    def renew(self, run_id: str) -> bool:
+        """Push the lease's expiry forward, if `run_id` still holds it."""
+        try:
+            self._call(
+                "update_item",
+                Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
+                UpdateExpression="SET #LeaseExpiresAt = :e",
+                ConditionExpression="#RunId = :r",
+                ExpressionAttributeNames=_names("#LeaseExpiresAt #RunId"),
+                ExpressionAttributeValues=_item({":e": int(self._clock()) + self.lease_seconds, ":r": run_id}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        with self._lock:
+            self._renewed[run_id] = self._clock()
+        return True
+
+    def _beat(self, run_id: str) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.renew(run_id)
+            except Exception:  # a missed beat is retried; the lease has slack
+                continue
+
+    def start_run(self, run_id: str, started_at: str, holder: str = "") -> list[RunSummary]:
+        holder = holder or self.holder
+        recovered: list[RunSummary] = []
+        now = int(self._clock())
+        free = "attribute_not_exists(#Tag) OR #LeaseExpiresAt < :now OR #RunId = :run"
+        if not self._write_lease(run_id, started_at, holder, free, {":now": now, ":run": run_id}):
+            lease = self._lease() or {}
+            dead_here = lease.get("Host") == socket.gethostname() and not _pid_alive(int(lease.get("Pid", 0)))
+            taken = dead_here and self._write_lease(
+                run_id,
+                started_at,
+                holder,
+                "#RunId = :old AND #Holder = :holder",
+                {":old": lease.get("RunId"), ":holder": lease.get("Holder")},
+            )
+            if not taken:
+                raise LedgerBusyError(
+                    f"ledger dynamodb://{self.table} is in use by run {lease.get('RunId')} ({lease.get('Holder')}, "
+                    f"started {lease.get('StartedAt')}); wait for it to finish or use another --ledger"
+                )
+            recovered.append(self._interrupt(str(lease["RunId"]), f"process {lease.get('Holder')} ended", started_at))
+        else:
+            # We may have taken over an expired lease: find out whose, from the run list.
+            recovered.extend(self._recover_expired(run_id, started_at))
+        self._write_summary(RunSummary(run_id, started_at, state="running", note=None), holder)
+        with self._lock:
+            self._renewed[run_id] = self._clock()
+        if self._use_heartbeat and self._heartbeat is None:
+            self._stop.clear()
+            self._heartbeat = threading.Thread(target=self._beat, args=(run_id,), daemon=True, name="ledger-lease")
+            self._heartbeat.start()
+        return recovered
+
+    def _recover_expired(self, run_id: str, at: str) -> list[RunSummary]:
+        found = []
+        for item in self._query(
+            RUNS_IMAGE,
+            ScanIndexForward=False,
+            Limit=20,
+            FilterExpression="#State = :running",
+            values={":running": "running"},
+        ):
+            other = str(_plain(item)["RunId"])
+            if other != run_id:
+                found.append(self._interrupt(other, "its lease expired", at))
+        return found
+
+    def _interrupt(self, run_id: str, why: str, at: str) -> RunSummary:
+        error = f"the run was interrupted ({why}) while this image was being copied; the next run re-plans it"
+        for item in self._query(f"RUN#{run_id}", FilterExpression="#TransferStatus = :p", values={":p": "in_progress"}):
+            data = _plain(item)
+            values = {":i": "interrupted", ":e": error, ":t": at, ":p": "in_progress", ":r": run_id, ":s": "Error"}
+            update = "SET #TransferStatus = :i, #ErrorMessage = :e, #EndedAt = :t, #UpdatedAt = :t, #Status = :s"
+            condition = "#TransferStatus = :p AND #RunId = :r"
+            image, tag = image_key(str(data["Source"]))
+            for key in ({"Image": f"RUN#{run_id}", "Tag": data["Source"]}, {"Image": image, "Tag": tag}):
+                try:
+                    self._call(
+                        "update_item",
+                        Key=_item(key),
+                        UpdateExpression=update,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=_names(update, condition),
+                        ExpressionAttributeValues=_item(values),
+                    )
+                except ClientError as exc:
+                    if not _is_conditional_failure(exc):
+                        raise
+        return self._finish(run_id, at, "interrupted", f"interrupted: {why}; detected at {at}")
+
+    # -- runs ---------------------------------------------------------------------------------
+    def _write_summary(self, summary: RunSummary, holder: str | None = None) -> None:
+        values: dict[str, Any] = {_pascal(f): getattr(summary, f) for f in _SUMMARY_FIELDS}
+        values.update(ItemType="RUN", Holder=holder, ExpiresAt=int(self._clock()) + self.history_seconds)
+        self._put({"Image": f"RUN#{summary.run_id}", "Tag": RUN_TAG, **values})
+        values["ItemType"] = "RUNLIST"
+        self._put({"Image": RUNS_IMAGE, "Tag": f"{summary.started_at}#{summary.run_id}", **values})
+
+    def _run(self, run_id: str) -> RunSummary | None:
+        item = self._call("get_item", Key=_item({"Image": f"RUN#{run_id}", "Tag": RUN_TAG}), ConsistentRead=True)
+        return _summary(item["Item"]) if "Item" in item else None
+
+    def _finish(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> RunSummary:
+        counts = {"planned": 0, "copied": 0, "skipped": 0, "failed": 0}
+        for item in self._query(
+            f"RUN#{run_id}", ProjectionExpression="#TransferStatus, #ItemType", ConsistentRead=True
+        ):
+            data = _plain(item)
+            if data.get("ItemType") != "OUTCOME":
+                continue
+            counts["planned"] += 1
+            status = data.get("TransferStatus")
+            if status in FAILED_STATUSES:
+                counts["failed"] += 1
+            elif status in ("copied", "skipped"):
+                counts[str(status)] += 1
+        previous = self._run(run_id)
+        started = previous.started_at if previous else ended_at
+        summary = RunSummary(
+            run_id, started, ended_at, state, note=note or (previous.note if previous else None), **counts
+        )
+        self._write_summary(summary)
+        return summary
+
+    def finish_run(self, run_id: str, ended_at: str, state: str = "finished") -> RunSummary:
+        summary = self._finish(run_id, ended_at, state)
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+            self._heartbeat = None
+        try:
+            self._call(
+                "delete_item",
+                Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
+                ConditionExpression="#RunId = :r",
+                ExpressionAttributeNames=_names("#RunId"),
+                ExpressionAttributeValues=_item({":r": run_id}),
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+        return summary
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        return [_summary(i) for i in self._query(RUNS_IMAGE, ScanIndexForward=False, Limit=limit)]
+
+    # -- outcomes -----------------------------------------------------------------------------
+    def record(self, outcome: Outcome) -> None:
+        """Idempotent on (run_id, source); never regresses a final outcome or the latest item."""
+        values = {attr: getattr(outcome, name) for name, attr in _FIELDS.items()}
+        values.update(
+            Execution=outcome.run_id, UpdatedAt=self._now_iso(), Status=_LEGACY_STATUS.get(outcome.status, "Error")
+        )
+        params: dict[str, Any] = {":run": outcome.run_id, ":started": outcome.started_at or "", ":p": "in_progress"}
+        progress = outcome.status == "in_progress"
+        history = {
+            "Image": f"RUN#{outcome.run_id}",
+            "Tag": outcome.source,
+            "ItemType": "OUTCOME",
+            **values,
+            "ExpiresAt": int(self._clock()) + self.history_seconds,
+        }
+        if progress:
+            self._put(history, "attribute_not_exists(#Tag) OR #TransferStatus = :p", params={":p": "in_progress"})
+        else:
+            self._put(history)
+        image, tag = image_key(outcome.source)
+        same_run = "#RunId = :run AND #TransferStatus = :p" if progress else "#RunId = :run"
+        condition = (
+            f"attribute_not_exists(#Tag) OR attribute_not_exists(#RunId) OR ({same_run}) "
+            "OR (#RunId <> :run AND #StartedAt <= :started)"
+        )
+        if not progress:
+            params.pop(":p")
+        self._put({"Image": image, "Tag": tag, "ItemType": "LATEST", **values}, condition, params=params)
+        with self._lock:
+            last = self._renewed.get(outcome.run_id)
+        # Copier tasks record from other processes: their writes keep the run's lease alive too.
+        if last is None or self._clock() - last > self.lease_seconds / 3:
+            self.renew(outcome.run_id)
+
+    def latest(self) -> list[Outcome]:
+        params: dict[str, Any] = {
+            "FilterExpression": "#ItemType = :t",
+            "ExpressionAttributeNames": _names("#ItemType"),
+            "ExpressionAttributeValues": _item({":t": "LATEST"}),
+        }
+        found: list[Outcome] = []
+        while True:
+            page = self._call("scan", **params)
+            found.extend(_outcome(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(found, key=lambda o: o.source)
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        items = self._query(f"RUN#{run_id}", FilterExpression="#ItemType = :t", values={":t": "OUTCOME"})
+        return sorted((_outcome(i) for i in items), key=lambda o: o.source)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+            self._heartbeat = None
