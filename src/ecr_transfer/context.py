@@ -9,14 +9,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecr_transfer.catalog import DestinationCatalog, RegistryCatalog, SourceCatalog
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.references import parse_image_list
-from ecr_transfer.registry.client import RegistryClients
+from ecr_transfer.ratelimit import RateLimiter
+from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.registry.client import CredentialLookup, RegistryClients
 from ecr_transfer.registry.credentials import Credential, SecretResolver, load_auth_files, resolve_secret
 from ecr_transfer.settings import Settings
 from ecr_transfer.skopeo import registries_conf_text
@@ -32,10 +33,14 @@ class StaticCredentials:
         return self._creds.get(registry)
 
 
+CopyGate = Callable[[ImageRef, ImageRef], None]
+"""Called before each copy attempt with (source, destination); may wait (rate limits, pacing) or raise."""
+
+
 @dataclass
 class TransferContext:
     settings: Settings
-    credentials: StaticCredentials
+    credentials: CredentialLookup
     clients: RegistryClients
     source: SourceCatalog
     destination: DestinationCatalog
@@ -43,6 +48,11 @@ class TransferContext:
     _prepared: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workdir: str | None = None
+    copy_gates: list[CopyGate] = field(default_factory=list)
+
+    def before_copy(self, source: ImageRef, destination: ImageRef) -> None:
+        for gate in self.copy_gates:
+            gate(source, destination)
 
     def prepare_repository(self, repository: str) -> None:
         """Create/ready a destination repository once per run, whichever worker gets there first."""
@@ -107,11 +117,13 @@ def build_context(
 
         return build_ecr_context(settings, secret_resolver=secret_resolver, environ=environ)
     credentials = build_credentials(settings, settings.dest_registry, secret_resolver, environ)
+    limiter = RateLimiter()  # Docker Hub's ratelimit-remaining / 429 Retry-After
     clients = RegistryClients(
         credentials,
         settings.insecure_registries,
         settings.registry_endpoints,
         pool_size=max(16, settings.concurrency),
+        rate_limit_hook=limiter.observe,
     )
     context = TransferContext(
         settings,
@@ -122,6 +134,11 @@ def build_context(
             clients, registry=settings.dest_registry, concurrency=max(16, settings.concurrency)
         ),
     )
+
+    def wait_for_budget(src: ImageRef, _dst: ImageRef) -> None:
+        limiter.acquire(src.registry)
+
+    context.copy_gates.append(wait_for_budget)
     attach_registries_conf(context)
     return context
 

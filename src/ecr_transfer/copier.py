@@ -6,12 +6,12 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ecr_transfer import envvars
 from ecr_transfer.context import TransferContext
-from ecr_transfer.errors import PermanentError, TransferError, TransientError
+from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.references import parse_reference
 from ecr_transfer.registry.credentials import Credential, temporary_authfile
@@ -34,6 +34,23 @@ def _backoff(attempt: int, base: float, retry_after: float | None) -> float:
         return min(MAX_BACKOFF, retry_after)
     # Full jitter: parallel workers that failed together must not retry together.
     return float(min(MAX_BACKOFF, base * (2 ** (attempt - 1)))) * (0.5 + random.random() / 2)
+
+
+class _AlreadyThere(Exception):
+    """An immutable destination tag already holds the source digest: nothing to copy."""
+
+
+def push_target(target: str, registry: str, endpoints: Mapping[str, str]) -> tuple[str, str]:
+    """(reference, host) skopeo must push to.
+
+    skopeo 1.9.3 applies a registries.conf `location` to pulls only; a push goes to the host
+    named in the reference. So a push to a registry with an endpoint override names the endpoint.
+    """
+    endpoint = endpoints.get(registry)
+    if not endpoint or not target.startswith(registry + "/"):
+        return target, registry
+    host = endpoint.split("://", 1)[-1].rstrip("/")
+    return host + target[len(registry) :], host
 
 
 class Copier:
@@ -79,20 +96,28 @@ class Copier:
                 raise PermanentError(f"{item.source}: not found at the source (manifest unknown)")
             expected = found
         self.context.prepare_repository(dst.repository)
+        self.context.before_copy(src, dst)
         all_platforms = self.context.settings.include_untagged
+        target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
-            written = skopeo_copy(
-                CopyRequest(
-                    # skopeo rejects tag+digest references; the pinned digest is what counts.
-                    f"{src.registry}/{src.repository}@{src.digest}" if src.digest else item.source,
-                    item.target,
-                    all_platforms=all_platforms,
-                    src_insecure=self.context.is_insecure(src.registry),
-                    dest_insecure=self.context.is_insecure(dst.registry),
-                    authfile=authfile,
-                    registries_conf=self.context.registries_conf,
+            try:
+                written = skopeo_copy(
+                    CopyRequest(
+                        # skopeo rejects tag+digest references; the pinned digest is what counts.
+                        f"{src.registry}/{src.repository}@{src.digest}" if src.digest else item.source,
+                        target,
+                        all_platforms=all_platforms,
+                        src_insecure=self.context.is_insecure(src.registry),
+                        dest_insecure=self.context.is_insecure(dst.registry) or self.context.is_insecure(push_host),
+                        authfile=authfile,
+                        registries_conf=self.context.registries_conf,
+                    )
                 )
-            )
+            except ConflictError:
+                # ECR refuses to re-push an immutable tag even with the same digest: that is done, not a conflict.
+                if self.context.destination.digests([dst])[0] == expected:
+                    raise _AlreadyThere(expected) from None
+                raise
         landed = self.context.destination.digests([dst])[0]
         if isinstance(landed, TransferError):
             raise TransientError(f"copied, but verifying the destination failed: {landed}")
@@ -109,6 +134,21 @@ class Copier:
             attempts += 1
             try:
                 written, landed = self._attempt(item)
+            except _AlreadyThere:
+                log.info("%s: immutable tag %s already holds this digest", item.source, item.target)
+                return Outcome(
+                    self.run_id,
+                    item.source,
+                    item.target,
+                    "skipped",
+                    item.source_digest,
+                    item.source_digest,
+                    attempts,
+                    None,
+                    started,
+                    now(),
+                    f"{item.reason}; the immutable destination tag already holds this digest",
+                )
             except TransferError as exc:
                 if not exc.transient or attempts >= self.max_attempts:
                     log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)

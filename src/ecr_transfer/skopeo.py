@@ -69,6 +69,9 @@ def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
     if not Path("/etc/containers/policy.json").exists():
         # Without a host policy skopeo refuses to run; a syncer does not verify signatures.
         argv.append("--insecure-policy")
+    if request.registries_conf is not None:
+        # skopeo 1.9.3 ignores CONTAINERS_REGISTRIES_CONF; only this (hidden) global flag works.
+        argv += ["--registries-conf", str(request.registries_conf)]
     argv += ["copy", "--retry-times", "0", "--digestfile", str(digestfile)]
     if request.all_platforms:
         argv.append("--all")
