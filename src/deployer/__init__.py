@@ -1,0 +1,1 @@
+"""Lambda function code (CodeUri); the handler is app.lambda_handler."""

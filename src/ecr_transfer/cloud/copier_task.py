@@ -1,0 +1,126 @@
+"""The Fargate copier task: copy one batch, write its outcomes to S3, exit.
+
+Exit codes are what Step Functions sees (runTask.sync fails the state on a non-zero exit):
+  0  every item has an outcome in S3, including the items that failed (they are outcomes,
+     recorded and reported; retrying the whole batch would not help them);
+  2  the batch itself is unusable (missing/invalid environment): retrying cannot help either,
+     but the Catch path still records every item as failed with this cause;
+  1  anything else (S3 unreachable, a transient error while setting up): worth a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ecr_transfer.cloud import batch
+from ecr_transfer.cloud.recorder import failed_outcome
+from ecr_transfer.context import TransferContext, build_context
+from ecr_transfer.copier import Copier
+from ecr_transfer.errors import ConfigError, PermanentError
+from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.pipeline import copy_order
+from ecr_transfer.settings import Settings, load_env
+
+log = logging.getLogger("ecr_transfer.copier_task")
+
+ContextBuilder = Callable[[Settings, Mapping[str, str]], TransferContext]
+CopierFactory = Callable[[TransferContext, str], Copier]
+
+
+def _build(settings: Settings, environ: Mapping[str, str]) -> TransferContext:
+    return build_context(settings, environ=environ)
+
+
+def ssm_loader(name: str) -> str:
+    """The selected list, read from SSM (the container has no Powertools)."""
+    import boto3
+
+    value = boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    return str(value)
+
+
+def copy_batch(
+    items: list[WorkItem],
+    environ: Mapping[str, str],
+    run_id: str,
+    *,
+    build: ContextBuilder = _build,
+    image_list_loader: Callable[[str], str] | None = ssm_loader,
+    copier_factory: CopierFactory = Copier,
+) -> list[Outcome]:
+    """One outcome per item, whatever happens to a single image."""
+    try:
+        settings = load_env(environ, image_list_loader)
+        context = build(settings, environ)
+    except (ConfigError, PermanentError) as exc:
+        # Every image would fail the same way: say why on each of them, once.
+        log.error("cannot set up the copy: %s", exc)
+        return [failed_outcome(item, run_id, f"cannot set up the copy: {exc}") for item in items]
+    outcomes: list[Outcome] = []
+    try:
+        copier = copier_factory(context, run_id)
+        for item in copy_order(items):
+            try:
+                outcome = copier.copy(item)
+            except Exception as exc:  # an unexpected error fails this image, not the batch
+                log.exception("unexpected error copying %s", item.source)
+                outcome = failed_outcome(item, run_id, f"unexpected error: {type(exc).__name__}: {exc}")
+            log.info(
+                "%s %s -> %s%s",
+                outcome.status,
+                outcome.source,
+                outcome.target,
+                f": {outcome.error}" if outcome.error else f" ({outcome.target_digest})",
+            )
+            outcomes.append(outcome)
+    finally:
+        context.close()
+    return outcomes
+
+
+def run_batch(
+    environ: Mapping[str, str] | None = None,
+    *,
+    s3: Any | None = None,
+    build: ContextBuilder = _build,
+    image_list_loader: Callable[[str], str] | None = ssm_loader,
+    copier_factory: CopierFactory = Copier,
+) -> int:
+    env = os.environ if environ is None else environ
+    missing = [n for n in (batch.RUN_ID, batch.WORK_BUCKET, batch.OUTCOME_PREFIX, batch.WORK_ITEMS) if not env.get(n)]
+    if missing:
+        log.error("missing environment: %s (set by the state machine per batch)", ", ".join(missing))
+        return 2
+    try:
+        items = batch.parse_items(env[batch.WORK_ITEMS])
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    run_id = env[batch.RUN_ID]
+    log.info("run %s: copying a batch of %d image(s)", run_id, len(items))
+    outcomes = copy_batch(
+        items, env, run_id, build=build, image_list_loader=image_list_loader, copier_factory=copier_factory
+    )
+    key = batch.outcome_key(env[batch.OUTCOME_PREFIX], items)
+    if s3 is None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=env[batch.WORK_BUCKET], Key=key, Body=batch.outcomes_body(outcomes), ContentType="application/json"
+    )
+    failed = sum(1 for o in outcomes if o.status not in ("copied", "skipped"))
+    log.info("run %s: batch done, %d copied, %d failed; outcomes in %s", run_id, len(outcomes) - failed, failed, key)
+    return 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run_batch()
+    except Exception:
+        log.exception("the batch could not be handled; Step Functions will retry it")
+        return 1
