@@ -50,9 +50,12 @@ class EcrSide:
 class EcrCredentials:
     """Registry host -> credential: fresh ECR tokens for the ECR sides, static logins otherwise."""
 
-    def __init__(self, static: StaticCredentials, tokens: Mapping[str, EcrTokenCache]) -> None:
+    def __init__(self, static: StaticCredentials, tokens: Mapping[str, EcrTokenCache] | None = None) -> None:
         self._static = static
-        self._tokens = dict(tokens)
+        self._tokens = dict(tokens or {})
+
+    def register(self, host: str, tokens: EcrTokenCache) -> None:
+        self._tokens[host] = tokens
 
     def __call__(self, registry: str) -> Credential | None:
         cache = self._tokens.get(registry)
@@ -131,8 +134,7 @@ def build_ecr_context(
     dest_registry = settings.dest_registry if settings.dest_type == "Registry" else None
     static = build_credentials(settings, dest_registry, resolver, env)
 
-    tokens: dict[str, EcrTokenCache] = {}
-    credentials = EcrCredentials(static, tokens)
+    credentials = EcrCredentials(static)
     clients = RegistryClients(
         credentials,
         settings.insecure_registries,
@@ -158,7 +160,7 @@ def build_ecr_context(
     else:
         destination = RegistryCatalog(clients, registry=dest_registry, concurrency=max(16, settings.concurrency))
     for side in sides:
-        tokens[side.host] = side.tokens
+        credentials.register(side.host, side.tokens)
 
     def before_copy(src_ref: ImageRef, dst_ref: ImageRef) -> None:
         limiter.acquire(src_ref.registry)

@@ -11,7 +11,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-import botocore.session
+import botocore.loaders
+import botocore.regions
 from botocore.exceptions import UnknownRegionError
 
 from ecr_transfer.errors import ConfigError
@@ -32,8 +33,7 @@ class EcrRegistry:
 @functools.lru_cache(maxsize=1)
 def _resolver() -> botocore.regions.EndpointResolver:
     # Loading endpoints.json takes ~20 ms; one resolver serves the whole process.
-    resolver: botocore.regions.EndpointResolver = botocore.session.get_session().get_component("endpoint_resolver")
-    return resolver
+    return botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
 
 
 def partition_for_region(region: str) -> str:
