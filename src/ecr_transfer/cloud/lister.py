@@ -59,19 +59,24 @@ def list_images(
 
     # The run is opened before the settings are read, so that a configuration error is recorded
     # against this run (by the state machine's Catch) instead of vanishing.
-    ledger = ledger if ledger is not None else open_ledger(env.get(envvars.LEDGER))
-    recovered = start_once(ledger, run_id, holder)
-    settings = load_env(env, image_list_loader)
-    context = build(settings, env)
+    owned = ledger is None
+    ledger = open_ledger(env.get(envvars.LEDGER)) if ledger is None else ledger
     try:
-        items = plan(settings, context.source, context.destination, force=force)
+        recovered = start_once(ledger, run_id, holder)
+        settings = load_env(env, image_list_loader)
+        context = build(settings, env)
+        try:
+            items = plan(settings, context.source, context.destination, force=force)
+        finally:
+            context.close()
+        skips = [i for i in items if i.action == "skip"]
+        copies = copy_order(i for i in items if i.action == "copy")
+        for item in skips:
+            ledger.record(skipped_outcome(item, run_id))
     finally:
-        context.close()
-
-    skips = [i for i in items if i.action == "skip"]
-    copies = copy_order(i for i in items if i.action == "copy")
-    for item in skips:
-        ledger.record(skipped_outcome(item, run_id))
+        if owned:
+            # Stops the lease heartbeat: the recorder's writes keep the lease alive from here on.
+            ledger.close()
     key = batch.work_list_key(run_id)
     if s3 is None:
         import boto3

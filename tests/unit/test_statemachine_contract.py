@@ -1,0 +1,673 @@
+"""One run walked through the real definition file, with the real payloads at every hop.
+
+template.yaml is resolved for one set of stack parameters (DefinitionSubstitutions, the lister's
+and the task's environment, the ledger table's keys); the resulting ASL is executed by a small
+interpreter of the JSONPath dialect it uses (paths via jsonpath-ng, ResultSelector/ResultPath/
+OutputPath, States.JsonToString and States.Format, Choice, a distributed Map with an S3 item
+reader and a batcher, Catch). The Task states call the real glue: the lister, the copier task's
+entrypoint logic (environment in, outcomes to S3) and the recorder, against moto's S3 and
+DynamoDB. If a path in the ASL and a payload disagree, a step here fails.
+
+Retry is not simulated (the definition tests check it); Catch is, because it moves data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.decode import decode_str
+from jsonpath_ng import parse as parse_jsonpath
+from moto import mock_aws
+
+from ecr_transfer.cloud import batch, copier_task, lister, recorder
+from ecr_transfer.ledger.dynamodb import DynamoDBLedger
+from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.references import ImageRef
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = ROOT / "statemachine" / "ecr_replication.asl.json"
+REGION = "cn-north-1"
+ACCOUNT = "123456789012"
+STACK = "DTHECRStack"
+SRC_HOST = f"{ACCOUNT}.dkr.ecr.cn-northwest-1.amazonaws.com.cn"
+DST_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com.cn"
+NO_VALUE = object()
+
+
+# ---------------------------------------------------------------------------------------------
+# template.yaml, resolved for one deployment
+# ---------------------------------------------------------------------------------------------
+class Stack:
+    """Enough of CloudFormation to evaluate the properties this test needs."""
+
+    def __init__(self, params: Mapping[str, str], resources: Mapping[str, Mapping[str, str]]) -> None:
+        data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
+        assert not problems, problems
+        self.template: dict[str, Any] = dict(data)
+        defaults = {k: str(v.get("Default", "")) for k, v in self.template["Parameters"].items()}
+        unknown = set(params) - set(defaults)
+        assert not unknown, f"not stack parameters: {unknown}"
+        self.params = {**defaults, **params}
+        self.resources = resources
+        self.pseudo = {
+            "AWS::Partition": "aws-cn",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": STACK,
+            "AWS::URLSuffix": "amazonaws.com.cn",
+        }
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.params:
+            return self.params[name]
+        return self.resources.get(name, {}).get("Ref", f"ref:{name}")
+
+    def getatt(self, name: str, attr: str) -> str:
+        return self.resources.get(name, {}).get(attr, f"{name}.{attr}")
+
+    def condition(self, name: str) -> bool:
+        return bool(self._cond(self.template["Conditions"][name]))
+
+    def _cond(self, expr: Any) -> Any:
+        if isinstance(expr, dict) and len(expr) == 1:
+            ((key, value),) = expr.items()
+            if key == "Fn::Equals":
+                return self.resolve(value[0]) == self.resolve(value[1])
+            if key == "Fn::Not":
+                return not self._cond(value[0])
+            if key == "Fn::And":
+                return all(self._cond(v) for v in value)
+            if key == "Fn::Or":
+                return any(self._cond(v) for v in value)
+            if key == "Condition":
+                return self.condition(value)
+        return self.resolve(expr)
+
+    def _sub(self, text: str, extra: Mapping[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in extra:
+                return str(extra[name])
+            if "." in name:
+                res, attr = name.split(".", 1)
+                return self.getatt(res, attr)
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1:
+                ((key, value),) = node.items()
+                if key == "Ref":
+                    return self.ref(value)
+                if key == "Fn::GetAtt":
+                    res, attr = value if isinstance(value, list) else value.split(".", 1)
+                    return self.getatt(res, attr)
+                if key == "Fn::Sub":
+                    if isinstance(value, list):
+                        return self._sub(value[0], {k: self.resolve(v) for k, v in value[1].items()})
+                    return self._sub(value, {})
+                if key == "Fn::If":
+                    return self.resolve(value[1] if self.condition(value[0]) else value[2])
+                if key == "Fn::Select":
+                    return self.resolve(value[1])[int(value[0])]
+                if key == "Fn::GetAZs":
+                    return [f"{REGION}a", f"{REGION}b"]
+                if key == "Fn::Join":
+                    return value[0].join(str(self.resolve(v)) for v in value[1])
+            out = {k: self.resolve(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (self.resolve(x) for x in node) if v is not NO_VALUE]
+        return node
+
+    def resource(self, name: str) -> dict[str, Any]:
+        return dict(self.template["Resources"][name])
+
+    def function_env(self, name: str) -> dict[str, str]:
+        env = dict(self.template["Globals"]["Function"]["Environment"]["Variables"])
+        env.update(self.resource(name)["Properties"]["Environment"]["Variables"])
+        return {k: str(v) for k, v in self.resolve(env).items()}
+
+    def task_env(self) -> tuple[str, dict[str, str]]:
+        container = self.resource("CopierTaskDefinition")["Properties"]["ContainerDefinitions"][0]
+        env = self.resolve(container["Environment"])
+        return container["Name"], {e["Name"]: str(e["Value"]) for e in env}
+
+    def definition(self) -> dict[str, Any]:
+        props = self.resource("ReplicationStateMachine")["Properties"]
+        subs = self.resolve(props["DefinitionSubstitutions"])
+        text = ASL_PATH.read_text(encoding="utf-8")
+        for key, value in subs.items():
+            text = text.replace("${" + key + "}", str(value))
+        assert "${" not in text.replace("$${", ""), "a placeholder was left unsubstituted"
+        definition: dict[str, Any] = json.loads(text)
+        return definition
+
+
+# ---------------------------------------------------------------------------------------------
+# A small interpreter of the ASL (JSONPath) this definition uses
+# ---------------------------------------------------------------------------------------------
+class StatesError(Exception):
+    def __init__(self, error: str, cause: str) -> None:
+        super().__init__(f"{error}: {cause}")
+        self.error = error
+        self.cause = cause
+
+
+def get_path(path: str, data: Any, context: Mapping[str, Any]) -> Any:
+    if path.startswith("$$"):
+        data, path = context, "$" + path[2:]
+    if path == "$":
+        return data
+    found = parse_jsonpath(path).find(data)
+    if not found:
+        raise StatesError("States.Runtime", f"the JSONPath {path!r} could not be found in the input")
+    return found[0].value
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<fn>States\.[A-Za-z]+)\(|(?P<path>\$\$?[^,()\s]*)|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[,)]))"
+)
+
+
+def intrinsic(expr: str, data: Any, context: Mapping[str, Any]) -> Any:
+    tokens = [(m.lastgroup, m.group(m.lastgroup or "")) for m in _TOKEN.finditer(expr)]
+    assert "".join(t for _, t in tokens).replace(" ", "") == re.sub(r"\s+", "", expr).replace("(", ""), expr
+    pos = 0
+
+    def value() -> Any:
+        nonlocal pos
+        kind, text = tokens[pos]
+        pos += 1
+        if kind == "str":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind == "num":
+            return float(text) if "." in text else int(text)
+        if kind == "path":
+            return get_path(text, data, context)
+        assert kind == "fn", expr
+        args: list[Any] = []
+        while tokens[pos][1] != ")":
+            args.append(value())
+            if tokens[pos][1] == ",":
+                pos += 1
+        pos += 1
+        return call(text, args)
+
+    def call(name: str, args: list[Any]) -> Any:
+        if name == "States.JsonToString":
+            return json.dumps(args[0], separators=(",", ":"))
+        if name == "States.Format":
+            template, rest = args[0], iter(args[1:])
+            return re.sub(r"\{\}", lambda _: _fmt(next(rest)), template)
+        raise AssertionError(f"intrinsic {name} is not emulated: add it here before using it")
+
+    result = value()
+    assert pos == len(tokens), f"trailing tokens in {expr!r}"
+    return result
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def render(node: Any, data: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key.endswith(".$"):
+                out[key[:-2]] = (
+                    intrinsic(value, data, context) if value.startswith("States.") else get_path(value, data, context)
+                )
+            else:
+                out[key] = render(value, data, context)
+        return out
+    if isinstance(node, list):
+        return [render(v, data, context) for v in node]
+    return node
+
+
+def put_result(data: Any, result: Any, path: str | None) -> Any:
+    if path is None:
+        return data
+    if path == "$":
+        return result
+    out = copy.deepcopy(data)
+    keys = path[2:].split(".")
+    target = out
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    target[keys[-1]] = result
+    return out
+
+
+@dataclass
+class Execution:
+    services: Callable[[str, dict[str, Any]], Any]
+    read_items: Callable[[dict[str, Any]], list[Any]]
+    trace: list[str] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    def run(self, machine: Mapping[str, Any], data: Any, context: dict[str, Any]) -> tuple[str, Any]:
+        name = machine["StartAt"]
+        while True:
+            state = machine["States"][name]
+            self.trace.append(name)
+            kind = state["Type"]
+            if kind == "Succeed":
+                return "SUCCEEDED", data
+            if kind == "Fail":
+                return "FAILED", {"Error": state["Error"], "Cause": state["Cause"]}
+            if kind == "Choice":
+                name = self._choose(state, data)
+                continue
+            try:
+                result = self._task(state, data, context) if kind == "Task" else self._map(state, data, context)
+            except StatesError as error:
+                catcher = next(
+                    (
+                        c
+                        for c in state.get("Catch", [])
+                        if error.error in c["ErrorEquals"] or "States.ALL" in c["ErrorEquals"]
+                    ),
+                    None,
+                )
+                if catcher is None:
+                    raise
+                data = put_result(data, {"Error": error.error, "Cause": error.cause}, catcher.get("ResultPath", "$"))
+                name = catcher["Next"]
+                continue
+            if "ResultSelector" in state:
+                result = render(state["ResultSelector"], result, context)
+            data = put_result(data, result, state.get("ResultPath", "$"))
+            if "OutputPath" in state:
+                data = {} if state["OutputPath"] is None else get_path(state["OutputPath"], data, context)
+            if state.get("End"):
+                return "SUCCEEDED", data
+            name = state["Next"]
+
+    @staticmethod
+    def _choose(state: Mapping[str, Any], data: Any) -> str:
+        for rule in state["Choices"]:
+            value = get_path(rule["Variable"], data, {})
+            if "NumericGreaterThan" in rule and value > rule["NumericGreaterThan"]:
+                return str(rule["Next"])
+            assert set(rule) <= {"Variable", "NumericGreaterThan", "Next"}, f"comparison not emulated: {rule}"
+        return str(state["Default"])
+
+    def _task(self, state: Mapping[str, Any], data: Any, context: dict[str, Any]) -> Any:
+        params = render(state["Parameters"], data, context) if "Parameters" in state else data
+        # Everything crosses Step Functions as JSON.
+        return json.loads(json.dumps(self.services(state["Resource"], json.loads(json.dumps(params)))))
+
+    def _map(self, state: Mapping[str, Any], data: Any, context: dict[str, Any]) -> Any:
+        reader = state["ItemReader"]
+        assert reader["ReaderConfig"]["InputType"] == "JSON"
+        items = self.read_items({"Resource": reader["Resource"], **render(reader["Parameters"], data, context)})
+        batcher = state["ItemBatcher"]
+        batch_input = render(batcher["BatchInput"], data, context)
+        concurrency = get_path(state["MaxConcurrencyPath"], data, context)
+        assert isinstance(concurrency, int) and concurrency >= 1
+        children: list[dict[str, Any]] = []
+        current: list[Any] = []
+        for item in items:
+            candidate = {"BatchInput": batch_input, "Items": [*current, item]}
+            too_big = len(json.dumps(candidate, separators=(",", ":"))) > batcher["MaxInputBytesPerBatch"]
+            if current and (len(current) >= batcher["MaxItemsPerBatch"] or too_big):
+                children.append({"BatchInput": batch_input, "Items": current})
+                current = []
+            current.append(item)
+        if current:
+            children.append({"BatchInput": batch_input, "Items": current})
+        self.batches.extend(children)
+        results = []
+        for n, child in enumerate(children):
+            child_context = {**context, "Execution": {**context["Execution"], "Name": f"child-{n}"}}
+            status, output = self.run(state["ItemProcessor"], child, child_context)
+            if status != "SUCCEEDED":
+                raise StatesError("States.ExceedToleratedFailureThreshold", json.dumps(output))
+            results.append(output)
+        return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The world around the run: catalogs, a copier, Lambda/ECS/SNS as the glue sees them
+# ---------------------------------------------------------------------------------------------
+class Catalog:
+    def __init__(self, registry: str, digests: Mapping[str, str]) -> None:
+        self.registry = registry
+        self.default_registry: str | None = registry
+        self._digests = dict(digests)
+
+    def all_images(self) -> list[ImageRef]:
+        refs = []
+        for repo_tag in sorted(self._digests):
+            repo, tag = repo_tag.split(":")
+            refs.append(ImageRef(self.registry, repo, repo, tag=tag))
+        return refs
+
+    def tags(self, repository: ImageRef) -> list[str]:
+        return [k.split(":")[1] for k in self._digests if k.split(":")[0] == repository.repository]
+
+    def digests(self, refs: Sequence[ImageRef]) -> list[str | None]:
+        return [self._digests.get(f"{r.repository}:{r.tag}") for r in refs]
+
+    def prepare(self, repositories: Sequence[str]) -> None:
+        pass
+
+
+@dataclass
+class FakeContext:
+    source: Catalog
+    destination: Catalog
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeCopier:
+    """Copies everything except sources containing 'broken'."""
+
+    def __init__(self, context: Any, run_id: str) -> None:
+        self.run_id = run_id
+
+    def copy(self, item: WorkItem) -> Outcome:
+        if "broken" in item.source:
+            return Outcome(
+                self.run_id, item.source, item.target, "failed", item.source_digest, None, 3, "manifest unknown"
+            )
+        return Outcome(self.run_id, item.source, item.target, "copied", item.source_digest, item.source_digest, 1)
+
+
+SOURCE_IMAGES = {
+    "team/app:1.0": "sha256:" + "1" * 64,
+    "team/app:2.0": "sha256:" + "2" * 64,
+    "team/broken:1.0": "sha256:" + "3" * 64,
+    "base/os:12": "sha256:" + "4" * 64,
+}
+DEST_IMAGES = {"mirror/team/app:1.0": "sha256:" + "1" * 64}
+RESOURCES = {
+    "LedgerTable": {"Ref": f"{STACK}-LedgerTable-1ABC"},
+    "WorkBucket": {"Ref": "dthecrstack-workbucket-1abc", "Arn": "arn:aws-cn:s3:::dthecrstack-workbucket-1abc"},
+    "ImageListParameter": {"Ref": f"/{STACK}/srcImageList"},
+    "ListerFunction": {"Arn": f"arn:aws-cn:lambda:{REGION}:{ACCOUNT}:function:{STACK}-ListImagesFunction"},
+    "RecorderFunction": {"Arn": f"arn:aws-cn:lambda:{REGION}:{ACCOUNT}:function:{STACK}-RecordOutcomeFunction"},
+    "Cluster": {"Arn": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:cluster/{STACK}-Cluster-1ABC"},
+    "CopierTaskDefinition": {"Ref": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:task-definition/{STACK}-copier:1"},
+    "NotificationTopic": {"Ref": f"arn:aws-cn:sns:{REGION}:{ACCOUNT}:{STACK}-NotificationTopic-1ABC"},
+    "PublicSubnetA": {"Ref": "subnet-0aaaaaaaaaaaaaaaa"},
+    "PublicSubnetB": {"Ref": "subnet-0bbbbbbbbbbbbbbbb"},
+    "CopierSecurityGroup": {"GroupId": "sg-0cccccccccccccccc"},
+}
+
+
+class World:
+    def __init__(self, stack: Stack, *, task_fails: bool = False) -> None:
+        self.stack = stack
+        self.task_fails = task_fails
+        self.definition = stack.definition()
+        self.container, self.task_env = stack.task_env()
+        self.lister_env = stack.function_env("ListerFunction")
+        self.recorder_env = stack.function_env("RecorderFunction")
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.s3.create_bucket(
+            Bucket=self.lister_env[batch.WORK_BUCKET], CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        table = self.lister_env["ECR_TRANSFER_LEDGER"].removeprefix("dynamodb://")
+        self._create_table(table)
+        self.ledger = DynamoDBLedger(table, client=boto3.client("dynamodb", region_name=REGION), heartbeat=False)
+        self.image_list = "team/app:ALL_TAGS\nteam/broken:1.0\nbase/os:12"
+        self.context = FakeContext(Catalog(SRC_HOST, SOURCE_IMAGES), Catalog(DST_HOST, DEST_IMAGES))
+        self.environments: list[dict[str, str]] = []
+        self.overrides_sizes: list[int] = []
+        self.notifications: list[dict[str, Any]] = []
+        self.lambda_payloads: list[dict[str, Any]] = []
+
+    def _create_table(self, name: str) -> None:
+        props = self.stack.resource("LedgerTable")["Properties"]
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props["BillingMode"],
+        )
+
+    def _load_list(self, name: str) -> str:
+        assert name == RESOURCES["ImageListParameter"]["Ref"]
+        return self.image_list
+
+    def _build(self, settings: Any, environ: Mapping[str, str]) -> Any:
+        return self.context
+
+    def call(self, resource: str, params: dict[str, Any]) -> Any:
+        if resource == "arn:aws-cn:states:::lambda:invoke":
+            return {"StatusCode": 200, "Payload": self._invoke(params["FunctionName"], params["Payload"])}
+        if resource == "arn:aws-cn:states:::ecs:runTask.sync":
+            return self._run_task(params)
+        if resource == "arn:aws-cn:states:::sns:publish":
+            assert params["TopicArn"] == RESOURCES["NotificationTopic"]["Ref"]
+            assert len(params["Subject"]) <= 100
+            self.notifications.append(params)
+            return {"MessageId": "m-1"}
+        raise AssertionError(f"unexpected service {resource}")
+
+    def _invoke(self, function: str, payload: dict[str, Any]) -> Any:
+        self.lambda_payloads.append(payload)
+        try:
+            if function == RESOURCES["ListerFunction"]["Arn"]:
+                return lister.list_images(
+                    payload,
+                    environ=self.lister_env,
+                    image_list_loader=self._load_list,
+                    s3=self.s3,
+                    ledger=self.ledger,
+                    build=self._build,
+                )
+            assert function == RESOURCES["RecorderFunction"]["Arn"]
+            assert self.recorder_env["ECR_TRANSFER_LEDGER"] == self.lister_env["ECR_TRANSFER_LEDGER"]
+            return recorder.handle(payload, ledger=self.ledger, s3=self.s3)
+        except Exception as exc:
+            # What Lambda reports for an unhandled exception: the class name is the error.
+            raise StatesError(
+                type(exc).__name__, json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
+            ) from exc
+
+    def _run_task(self, params: dict[str, Any]) -> Any:
+        assert params["LaunchType"] == "FARGATE"
+        assert params["Cluster"] == RESOURCES["Cluster"]["Arn"]
+        assert params["TaskDefinition"] == RESOURCES["CopierTaskDefinition"]["Ref"]
+        network = params["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["Subnets"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+        assert network["SecurityGroups"] == ["sg-0cccccccccccccccc"]
+        (override,) = params["Overrides"]["ContainerOverrides"]
+        assert override["Name"] == self.container, "the override must name the task definition's container"
+        self.overrides_sizes.append(len(json.dumps(params["Overrides"])))
+        env = {**self.task_env, **{e["Name"]: e["Value"] for e in override["Environment"]}}
+        assert all(isinstance(v, str) for v in env.values()), "ECS environment values are strings"
+        self.environments.append(env)
+        task = {
+            "TaskArn": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:task/c/{len(self.environments)}",
+            "LastStatus": "STOPPED",
+        }
+        if self.task_fails:
+            stopped = {**task, "StoppedReason": "Essential container in task exited", "Containers": [{"ExitCode": 137}]}
+            raise StatesError("States.TaskFailed", json.dumps(stopped))
+        code = copier_task.run_batch(
+            env, s3=self.s3, build=self._build, image_list_loader=self._load_list, copier_factory=FakeCopier
+        )
+        if code != 0:
+            raise StatesError("States.TaskFailed", json.dumps({**task, "Containers": [{"ExitCode": code}]}))
+        return task
+
+    def read_items(self, params: dict[str, Any]) -> list[Any]:
+        assert params["Resource"] == "arn:aws-cn:states:::s3:getObject"
+        body = self.s3.get_object(Bucket=params["Bucket"], Key=params["Key"])["Body"].read()
+        items = json.loads(body)
+        assert isinstance(items, list)
+        return items
+
+    def execute(self, name: str = "run-1") -> tuple[Execution, str, Any]:
+        execution = Execution(self.call, self.read_items)
+        context = {
+            "Execution": {
+                "Name": name,
+                "Id": f"arn:aws-cn:states:{REGION}:{ACCOUNT}:execution:{STACK}-ECRReplicationSM:{name}",
+            }
+        }
+        status, output = execution.run(self.definition, {"trigger": "schedule"}, context)
+        return execution, status, output
+
+
+PARAMS = {
+    "sourceType": "Amazon_ECR",
+    "srcRegion": "cn-northwest-1",
+    "srcList": "SELECTED",
+    "srcImageList": "team/app:ALL_TAGS",
+    "destPrefix": "mirror",
+    "alarmEmail": "ops@example.com",
+}
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        yield World(Stack(PARAMS, RESOURCES))
+
+
+def test_a_run_flows_from_lister_to_copier_to_recorder(world: World) -> None:
+    execution, status, _ = world.execute()
+
+    # One image unchanged: recorded as skipped by the lister, never sent to Fargate.
+    assert execution.trace[:3] == ["List images", "Anything to copy?", "Copy images"]
+    (only_batch,) = execution.batches
+    sent = {i["source"] for i in only_batch["Items"]}
+    assert sent == {f"{SRC_HOST}/team/app:2.0", f"{SRC_HOST}/team/broken:1.0", f"{SRC_HOST}/base/os:12"}
+    assert only_batch["BatchInput"] == {
+        "run_id": "run-1",
+        "bucket": RESOURCES["WorkBucket"]["Ref"],
+        "outcome_prefix": "runs/run-1/outcomes/",
+    }
+
+    # The copier's environment: template settings plus the batch; it parses back into WorkItems.
+    (env,) = world.environments
+    assert env["SOURCE_TYPE"] == "Amazon_ECR" and env["DEST_REGION"] == REGION and env["DEST_PREFIX"] == "mirror"
+    assert env["SRC_IMAGE_LIST_PARAMETER"] == RESOURCES["ImageListParameter"]["Ref"]
+    items = batch.parse_items(env[batch.WORK_ITEMS])
+    assert {i.source for i in items} == sent
+    assert {i.target for i in items} >= {f"{DST_HOST}/mirror/team/app:2.0"}
+    assert all(size < batch.RUN_TASK_OVERRIDES_LIMIT for size in world.overrides_sizes)
+
+    # The recorder read the copier's outcomes from S3 and the ledger has every image.
+    outcomes = {o.source.removeprefix(SRC_HOST + "/"): o for o in world.ledger.outcomes("run-1")}
+    assert {k: o.status for k, o in outcomes.items()} == {
+        "team/app:1.0": "skipped",
+        "team/app:2.0": "copied",
+        "team/broken:1.0": "failed",
+        "base/os:12": "copied",
+    }
+    assert outcomes["team/broken:1.0"].error == "manifest unknown"
+
+    # One failed image: the run ends failed, with one notification carrying the summary.
+    assert execution.trace[-4:] == ["Finish run", "Any failures?", "Notify failure", "Run failed"]
+    assert status == "FAILED"
+    (note,) = world.notifications
+    assert "DTHECRStack" in note["Message"] and "team/broken:1.0" in note["Message"]
+    summary = json.loads(note["Message"].split("follow. ", 1)[1])["summary"]
+    assert (summary["planned"], summary["copied"], summary["skipped"], summary["failed"]) == (4, 2, 1, 1)
+    assert world.ledger.runs()[0].state == "finished"
+
+
+def test_the_catch_path_records_every_item_of_the_batch_with_the_full_cause(world: World) -> None:
+    world.task_fails = True
+    execution, status, _ = world.execute("run-2")
+
+    assert "Record failed batch" in execution.trace and "Record outcome" not in execution.trace
+    failed = [o for o in world.ledger.outcomes("run-2") if o.status == "failed"]
+    assert len(failed) == 3
+    for outcome in failed:
+        assert outcome.error is not None
+        assert outcome.error.startswith("States.TaskFailed: Essential container in task exited, exit code 137")
+        assert '"TaskArn": "arn:aws-cn:ecs:' in outcome.error, "the full cause is kept"
+    assert status == "FAILED" and len(world.notifications) == 1
+
+
+def test_an_unchanged_run_starts_no_fargate_task(world: World) -> None:
+    world.image_list = "team/app:1.0"
+    execution, status, output = world.execute("run-3")
+
+    assert status == "SUCCEEDED"
+    assert execution.trace == ["List images", "Anything to copy?", "Finish run", "Any failures?", "Run succeeded"]
+    assert world.environments == [] and world.notifications == []
+    assert output["to_copy"] == 0 and output["summary"]["skipped"] == 1
+    assert [o.status for o in world.ledger.outcomes("run-3")] == ["skipped"]
+
+
+def test_a_listing_error_is_recorded_against_the_run_and_notified(world: World) -> None:
+    world.image_list = "team/app:1.0,,Not A Reference!"
+    execution, status, _ = world.execute("run-4")
+    assert status == "FAILED"
+
+    assert execution.trace == ["List images", "Record run failure", "Notify failure", "Run failed"]
+    (note,) = world.notifications
+    assert "ConfigError" in note["Message"]
+    (run,) = world.ledger.runs()
+    assert run.run_id == "run-4" and run.state == "failed"
+
+
+def test_a_busy_ledger_ends_the_run_quietly(world: World) -> None:
+    world.ledger.start_run("other-run", "2030-01-01T00:00:00+00:00", "another execution")
+    execution, status, _ = world.execute("run-5")
+
+    assert execution.trace == ["List images", "Another run is in progress"]
+    assert status == "SUCCEEDED" and world.notifications == []
+
+
+def test_big_work_lists_are_batched_within_the_limits(world: World) -> None:
+    images = {f"team/app:{n}": f"sha256:{n:064x}" for n in range(45)}
+    world.context = FakeContext(Catalog(SRC_HOST, images), Catalog(DST_HOST, {}))
+    world.image_list = "team/app:ALL_TAGS"
+    execution, status, _ = world.execute("run-6")
+
+    assert status == "SUCCEEDED"
+    sizes = [len(b["Items"]) for b in execution.batches]
+    assert sum(sizes) == 45 and max(sizes) <= batch.MAX_ITEMS_PER_BATCH and len(sizes) == 3
+    assert len(world.environments) == 3 and max(world.overrides_sizes) < batch.RUN_TASK_OVERRIDES_LIMIT
+    assert len([o for o in world.ledger.outcomes("run-6") if o.status == "copied"]) == 45
+
+
+def test_the_lister_retry_of_the_same_run_is_not_told_the_ledger_is_busy(world: World) -> None:
+    payload = {"run_id": "run-7", "execution_arn": "arn:x", "input": {}}
+    first = lister.list_images(
+        payload,
+        environ=world.lister_env,
+        image_list_loader=world._load_list,
+        s3=world.s3,
+        ledger=world.ledger,
+        build=world._build,
+    )
+    again = lister.list_images(
+        payload,
+        environ=world.lister_env,
+        image_list_loader=world._load_list,
+        s3=world.s3,
+        ledger=world.ledger,
+        build=world._build,
+    )
+    assert first["to_copy"] == again["to_copy"] == 3
