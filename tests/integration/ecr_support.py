@@ -13,17 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +30,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ecr_transfer.ecr.hosts import registry_host
+from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
+from ecr_transfer.settings import Settings, from_mapping
 
 from .registry_proxy import ProxyReply, ProxyRequest, RegistryProxy
 
@@ -42,10 +40,10 @@ ACCOUNT_A = "123456789012"
 """moto's default account: what the `testing` keys (the default chain) belong to."""
 ACCOUNT_B = "210987654321"
 _ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<area>manifests|blobs|tags)/(?P<rest>[^?]*)")
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -56,57 +54,7 @@ class MotoServer:
     url: str
 
     def reset(self) -> None:
-        _OPENER.open(urllib.request.Request(self.url + "/moto-api/reset", method="POST"), timeout=10).read()
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    binary = Path(sys.executable).parent / "moto_server"
-    command = str(binary) if binary.exists() else shutil.which("moto_server")
-    if command is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the whole session, closed at teardown
-    proc = subprocess.Popen(
-        [command, "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_PORT": str(port)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            _OPENER.open(url + "/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.seek(0)
-                raise RuntimeError(f"moto_server did not start: {log.read().decode(errors='replace')}") from None
-            time.sleep(0.05)
-    yield MotoServer(url)
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    """A clean moto_server; every boto3 client in the process (and the CLI) talks to it."""
-    moto_server.reset()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    return moto_server
+        OPENER.open(urllib.request.Request(self.url + "/moto-api/reset", method="POST"), timeout=10).read()
 
 
 def helper_client(service: str, region: str, **credentials: str) -> Any:
@@ -280,3 +228,29 @@ class EcrEmulator:
 
     def stop(self) -> None:
         self.proxy.stop()
+
+
+SECRET = "ecr-transfer/china-keys"
+
+
+@dataclass
+class EcrPair:
+    a: EcrEmulator
+    """Account A, us-east-1 (the default credential chain)."""
+    b: EcrEmulator
+    """Account B, cn-north-1 (keys in a Secrets Manager secret)."""
+    images: SampleImages
+
+    def settings(self, **extra: Any) -> Settings:
+        raw: dict[str, Any] = {
+            "sourceType": "Amazon_ECR",
+            "srcRegion": "us-east-1",
+            "srcList": "ALL",
+            "destRegion": "cn-north-1",
+            "destAccountId": ACCOUNT_B,
+            "destCredential": SECRET,
+            "registryEndpoints": {self.a.host: self.a.endpoint, self.b.host: self.b.endpoint},
+            "insecureRegistries": [self.a.address, self.b.address],
+            **extra,
+        }
+        return from_mapping(raw)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import boto3
-import pytest
 
 from ecr_transfer.context import build_context
 from ecr_transfer.ledger.sqlite import SQLiteLedger
@@ -21,51 +16,11 @@ from ecr_transfer.settings import Settings, from_mapping
 from ecr_transfer.skopeo import registries_conf_text
 
 from .conftest import SkopeoRecorder
-from .ecr_support import ACCOUNT_A, ACCOUNT_B, EcrEmulator, MotoServer, account_keys, aws, moto_server  # noqa: F401
+from .ecr_support import ACCOUNT_A, ACCOUNT_B, EcrEmulator, EcrPair, MotoServer
 
-SECRET = "ecr-transfer/china-keys"
+pytest_plugins = ["integration.ecr_fixtures"]
+
 KMS_KEY = f"arn:aws-cn:kms:cn-north-1:{ACCOUNT_B}:key/11111111-2222-3333-4444-555555555555"
-
-
-@dataclass
-class EcrPair:
-    a: EcrEmulator
-    """Account A, us-east-1 (the default credential chain)."""
-    b: EcrEmulator
-    """Account B, cn-north-1 (keys in a Secrets Manager secret)."""
-    images: SampleImages
-
-    def settings(self, **extra: Any) -> Settings:
-        raw: dict[str, Any] = {
-            "sourceType": "Amazon_ECR",
-            "srcRegion": "us-east-1",
-            "srcList": "ALL",
-            "destRegion": "cn-north-1",
-            "destAccountId": ACCOUNT_B,
-            "destCredential": SECRET,
-            "registryEndpoints": {self.a.host: self.a.endpoint, self.b.host: self.b.endpoint},
-            "insecureRegistries": [self.a.address, self.b.address],
-            **extra,
-        }
-        return from_mapping(raw)
-
-
-@pytest.fixture
-def ecr_pair(aws: MotoServer, registry_factory: Any, oci_images: SampleImages) -> Iterator[EcrPair]:  # noqa: F811
-    keys_b = account_keys(ACCOUNT_B, "cn-north-1")
-    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name=SECRET,
-        SecretString=json.dumps(
-            {"access_key_id": keys_b["aws_access_key_id"], "secret_access_key": keys_b["aws_secret_access_key"]}
-        ),
-    )
-    reg_a = registry_factory(auth=("AWS", EcrEmulator.token_password(ACCOUNT_A)))
-    reg_b = registry_factory(auth=("AWS", EcrEmulator.token_password(ACCOUNT_B)))
-    a = EcrEmulator(reg_a, ACCOUNT_A, "us-east-1")
-    b = EcrEmulator(reg_b, ACCOUNT_B, "cn-north-1", **keys_b)
-    yield EcrPair(a, b, oci_images)
-    a.stop()
-    b.stop()
 
 
 def transfer(settings: Settings, tmp_path: Path, *, force: bool = False) -> RunResult:
@@ -183,7 +138,7 @@ def test_all_tags_of_selected_repository(ecr_pair: EcrPair, tmp_path: Path) -> N
 
 
 def test_public_registry_to_ecr(
-    aws: MotoServer,  # noqa: F811
+    aws: MotoServer,
     registry_factory: Any,
     src_registry: LocalRegistry,
     seeded_src: Any,

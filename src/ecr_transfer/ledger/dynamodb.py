@@ -46,47 +46,41 @@ IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query, Scan on the table
 from __future__ import annotations
 
 import os
-import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from ecr_transfer.ecr.hosts import is_ecr_host
 from ecr_transfer.ecr.pacing import client_config
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.ledger.base import LedgerBusyError
+from ecr_transfer.ledger.dynamodb_items import (
+    FIELDS,
+    LEASE_KEY,
+    LEGACY_STATUS,
+    RUN_TAG,
+    RUNS_IMAGE,
+    SUMMARY_FIELDS,
+    image_key,
+    is_conditional_failure,
+    names,
+    pascal,
+    plain,
+    table_definition,
+    to_item,
+    to_outcome,
+    to_summary,
+)
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary
-from ecr_transfer.references import DOCKER_HUB, parse_reference
 
-LEASE_KEY = "#LEASE"
-RUN_TAG = "#RUN"
-RUNS_IMAGE = "RUNS"
 DEFAULT_LEASE_SECONDS = 900
 DEFAULT_HISTORY_DAYS = 90
-_FIELDS = {
-    "run_id": "RunId",
-    "source": "Source",
-    "target": "Target",
-    "status": "TransferStatus",
-    "source_digest": "SourceDigest",
-    "target_digest": "TargetDigest",
-    "attempts": "Attempts",
-    "error": "ErrorMessage",
-    "started_at": "StartedAt",
-    "ended_at": "EndedAt",
-    "reason": "Reason",
-}
-_SUMMARY_FIELDS = ("run_id", "started_at", "ended_at", "state", "planned", "copied", "skipped", "failed", "note")
-_LEGACY_STATUS = {"copied": "Done", "skipped": "Done", "in_progress": "Running"}
-_SER, _DESER = TypeSerializer(), TypeDeserializer()
+__all__ = ["DynamoDBLedger", "image_key", "table_definition"]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -97,54 +91,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def image_key(source: str) -> tuple[str, str]:
-    """(Image, Tag) of the latest item for a source reference, as the old plugin named them."""
-    ref = parse_reference(source)
-    if ref.registry == DOCKER_HUB:
-        image = ref.repository.removeprefix("library/")
-    elif is_ecr_host(ref.registry):
-        image = ref.repository
-    else:
-        image = f"{ref.registry}/{ref.repository}"
-    if ref.digest:
-        return image, f"{ref.tag}@{ref.digest}" if ref.tag else ref.digest
-    return image, ref.tag or "latest"
-
-
-def _item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    data = {k: _DESER.deserialize(v) for k, v in item.items()}
-    return {k: int(v) if isinstance(v, Decimal) else v for k, v in data.items()}
-
-
-def _outcome(item: dict[str, Any]) -> Outcome:
-    data = _plain(item)
-    return Outcome.from_dict(
-        {name: data.get(attr) for name, attr in _FIELDS.items()} | {"attempts": data.get("Attempts") or 0}
-    )
-
-
-def _pascal(name: str) -> str:
-    return "".join(part.title() for part in name.split("_"))
-
-
-def _summary(item: dict[str, Any]) -> RunSummary:
-    data = _plain(item)
-    return RunSummary.from_dict({f: data[_pascal(f)] for f in _SUMMARY_FIELDS if data.get(_pascal(f)) is not None})
-
-
-def _names(*expressions: str | None) -> dict[str, str]:
-    """`#Word` placeholders -> attribute names: Status, State and friends are reserved words."""
-    return {f"#{w}": w for e in expressions if e for w in re.findall(r"#(\w+)", e)}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class DynamoDBLedger:
@@ -189,16 +135,16 @@ class DynamoDBLedger:
 
     def _put(self, values: dict[str, Any], condition: str | None = None, params: dict[str, Any] | None = None) -> bool:
         """PutItem; False when the condition did not hold."""
-        kwargs: dict[str, Any] = {"Item": _item(values)}
+        kwargs: dict[str, Any] = {"Item": to_item(values)}
         if condition:
             kwargs["ConditionExpression"] = condition
-            kwargs["ExpressionAttributeNames"] = _names(condition)
+            kwargs["ExpressionAttributeNames"] = names(condition)
         if params:
-            kwargs["ExpressionAttributeValues"] = _item(params)
+            kwargs["ExpressionAttributeValues"] = to_item(params)
         try:
             self._call("put_item", **kwargs)
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         return True
@@ -206,10 +152,10 @@ class DynamoDBLedger:
     def _query(self, image: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
             "KeyConditionExpression": "#Image = :image",
-            "ExpressionAttributeNames": _names(
+            "ExpressionAttributeNames": names(
                 "#Image", kwargs.get("FilterExpression"), kwargs.get("ProjectionExpression")
             ),
-            "ExpressionAttributeValues": _item({":image": image, **kwargs.pop("values", {})}),
+            "ExpressionAttributeValues": to_item({":image": image, **kwargs.pop("values", {})}),
             **kwargs,
         }
         while True:
@@ -224,8 +170,8 @@ class DynamoDBLedger:
 
     # -- the lease ----------------------------------------------------------------------------
     def _lease(self) -> dict[str, Any] | None:
-        item = self._call("get_item", Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}), ConsistentRead=True)
-        return _plain(item["Item"]) if "Item" in item else None
+        item = self._call("get_item", Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}), ConsistentRead=True)
+        return plain(item["Item"]) if "Item" in item else None
 
     def _write_lease(self, run_id: str, started_at: str, holder: str, condition: str, params: dict[str, Any]) -> bool:
         lease = {
@@ -246,14 +192,14 @@ class DynamoDBLedger:
         try:
             self._call(
                 "update_item",
-                Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
+                Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
                 UpdateExpression="SET #LeaseExpiresAt = :e",
                 ConditionExpression="#RunId = :r",
-                ExpressionAttributeNames=_names("#LeaseExpiresAt #RunId"),
-                ExpressionAttributeValues=_item({":e": int(self._clock()) + self.lease_seconds, ":r": run_id}),
+                ExpressionAttributeNames=names("#LeaseExpiresAt #RunId"),
+                ExpressionAttributeValues=to_item({":e": int(self._clock()) + self.lease_seconds, ":r": run_id}),
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         with self._lock:
@@ -309,7 +255,7 @@ class DynamoDBLedger:
             FilterExpression="#State = :running",
             values={":running": "running"},
         ):
-            other = str(_plain(item)["RunId"])
+            other = str(plain(item)["RunId"])
             if other != run_id:
                 found.append(self._interrupt(other, "its lease expired", at))
         return found
@@ -317,7 +263,7 @@ class DynamoDBLedger:
     def _interrupt(self, run_id: str, why: str, at: str) -> RunSummary:
         error = f"the run was interrupted ({why}) while this image was being copied; the next run re-plans it"
         for item in self._query(f"RUN#{run_id}", FilterExpression="#TransferStatus = :p", values={":p": "in_progress"}):
-            data = _plain(item)
+            data = plain(item)
             values = {":i": "interrupted", ":e": error, ":t": at, ":p": "in_progress", ":r": run_id, ":s": "Error"}
             update = "SET #TransferStatus = :i, #ErrorMessage = :e, #EndedAt = :t, #UpdatedAt = :t, #Status = :s"
             condition = "#TransferStatus = :p AND #RunId = :r"
@@ -326,35 +272,35 @@ class DynamoDBLedger:
                 try:
                     self._call(
                         "update_item",
-                        Key=_item(key),
+                        Key=to_item(key),
                         UpdateExpression=update,
                         ConditionExpression=condition,
-                        ExpressionAttributeNames=_names(update, condition),
-                        ExpressionAttributeValues=_item(values),
+                        ExpressionAttributeNames=names(update, condition),
+                        ExpressionAttributeValues=to_item(values),
                     )
                 except ClientError as exc:
-                    if not _is_conditional_failure(exc):
+                    if not is_conditional_failure(exc):
                         raise
         return self._finish(run_id, at, "interrupted", f"interrupted: {why}; detected at {at}")
 
     # -- runs ---------------------------------------------------------------------------------
     def _write_summary(self, summary: RunSummary, holder: str | None = None) -> None:
-        values: dict[str, Any] = {_pascal(f): getattr(summary, f) for f in _SUMMARY_FIELDS}
+        values: dict[str, Any] = {pascal(f): getattr(summary, f) for f in SUMMARY_FIELDS}
         values.update(ItemType="RUN", Holder=holder, ExpiresAt=int(self._clock()) + self.history_seconds)
         self._put({"Image": f"RUN#{summary.run_id}", "Tag": RUN_TAG, **values})
         values["ItemType"] = "RUNLIST"
         self._put({"Image": RUNS_IMAGE, "Tag": f"{summary.started_at}#{summary.run_id}", **values})
 
     def _run(self, run_id: str) -> RunSummary | None:
-        item = self._call("get_item", Key=_item({"Image": f"RUN#{run_id}", "Tag": RUN_TAG}), ConsistentRead=True)
-        return _summary(item["Item"]) if "Item" in item else None
+        item = self._call("get_item", Key=to_item({"Image": f"RUN#{run_id}", "Tag": RUN_TAG}), ConsistentRead=True)
+        return to_summary(item["Item"]) if "Item" in item else None
 
     def _finish(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> RunSummary:
         counts = {"planned": 0, "copied": 0, "skipped": 0, "failed": 0}
         for item in self._query(
             f"RUN#{run_id}", ProjectionExpression="#TransferStatus, #ItemType", ConsistentRead=True
         ):
-            data = _plain(item)
+            data = plain(item)
             if data.get("ItemType") != "OUTCOME":
                 continue
             counts["planned"] += 1
@@ -380,25 +326,25 @@ class DynamoDBLedger:
         try:
             self._call(
                 "delete_item",
-                Key=_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
+                Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
                 ConditionExpression="#RunId = :r",
-                ExpressionAttributeNames=_names("#RunId"),
-                ExpressionAttributeValues=_item({":r": run_id}),
+                ExpressionAttributeNames=names("#RunId"),
+                ExpressionAttributeValues=to_item({":r": run_id}),
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_failure(exc):
                 raise
         return summary
 
     def runs(self, limit: int = 20) -> list[RunSummary]:
-        return [_summary(i) for i in self._query(RUNS_IMAGE, ScanIndexForward=False, Limit=limit)]
+        return [to_summary(i) for i in self._query(RUNS_IMAGE, ScanIndexForward=False, Limit=limit)]
 
     # -- outcomes -----------------------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
         """Idempotent on (run_id, source); never regresses a final outcome or the latest item."""
-        values = {attr: getattr(outcome, name) for name, attr in _FIELDS.items()}
+        values = {attr: getattr(outcome, name) for name, attr in FIELDS.items()}
         values.update(
-            Execution=outcome.run_id, UpdatedAt=self._now_iso(), Status=_LEGACY_STATUS.get(outcome.status, "Error")
+            Execution=outcome.run_id, UpdatedAt=self._now_iso(), Status=LEGACY_STATUS.get(outcome.status, "Error")
         )
         params: dict[str, Any] = {":run": outcome.run_id, ":started": outcome.started_at or "", ":p": "in_progress"}
         progress = outcome.status == "in_progress"
@@ -431,13 +377,13 @@ class DynamoDBLedger:
     def latest(self) -> list[Outcome]:
         params: dict[str, Any] = {
             "FilterExpression": "#ItemType = :t",
-            "ExpressionAttributeNames": _names("#ItemType"),
-            "ExpressionAttributeValues": _item({":t": "LATEST"}),
+            "ExpressionAttributeNames": names("#ItemType"),
+            "ExpressionAttributeValues": to_item({":t": "LATEST"}),
         }
         found: list[Outcome] = []
         while True:
             page = self._call("scan", **params)
-            found.extend(_outcome(i) for i in page.get("Items", []))
+            found.extend(to_outcome(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -445,7 +391,7 @@ class DynamoDBLedger:
 
     def outcomes(self, run_id: str) -> list[Outcome]:
         items = self._query(f"RUN#{run_id}", FilterExpression="#ItemType = :t", values={":t": "OUTCOME"})
-        return sorted((_outcome(i) for i in items), key=lambda o: o.source)
+        return sorted((to_outcome(i) for i in items), key=lambda o: o.source)
 
     def close(self) -> None:
         self._stop.set()

@@ -1,0 +1,112 @@
+"""Keys, attribute names and (de)serialization of the DynamoDB ledger's items.
+
+The table layout is described in ecr_transfer.ledger.dynamodb; `table_definition()` is the
+exact CreateTable shape (tests create their table with it; the SAM template mirrors it).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from ecr_transfer.ecr.hosts import is_ecr_host
+from ecr_transfer.model import Outcome, RunSummary
+from ecr_transfer.references import DOCKER_HUB, parse_reference
+
+TTL_ATTRIBUTE = "ExpiresAt"
+"""Only run-history items carry it; enable TTL on it to expire history."""
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments: `Image` (S) partition key, `Tag` (S) sort key, on demand, no index."""
+    return {
+        "TableName": table_name,
+        "KeySchema": [{"AttributeName": "Image", "KeyType": "HASH"}, {"AttributeName": "Tag", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "Image", "AttributeType": "S"},
+            {"AttributeName": "Tag", "AttributeType": "S"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+LEASE_KEY = "#LEASE"
+RUN_TAG = "#RUN"
+RUNS_IMAGE = "RUNS"
+FIELDS = {
+    "run_id": "RunId",
+    "source": "Source",
+    "target": "Target",
+    "status": "TransferStatus",
+    "source_digest": "SourceDigest",
+    "target_digest": "TargetDigest",
+    "attempts": "Attempts",
+    "error": "ErrorMessage",
+    "started_at": "StartedAt",
+    "ended_at": "EndedAt",
+    "reason": "Reason",
+}
+SUMMARY_FIELDS = ("run_id", "started_at", "ended_at", "state", "planned", "copied", "skipped", "failed", "note")
+LEGACY_STATUS = {"copied": "Done", "skipped": "Done", "in_progress": "Running"}
+_SER, _DESER = TypeSerializer(), TypeDeserializer()
+
+
+def image_key(source: str) -> tuple[str, str]:
+    """(Image, Tag) of the latest item for a source reference, as the old plugin named them."""
+    ref = parse_reference(source)
+    if ref.registry == DOCKER_HUB:
+        image = ref.repository.removeprefix("library/")
+    elif is_ecr_host(ref.registry):
+        image = ref.repository
+    else:
+        image = f"{ref.registry}/{ref.repository}"
+    if ref.digest:
+        return image, f"{ref.tag}@{ref.digest}" if ref.tag else ref.digest
+    return image, ref.tag or "latest"
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    data = {k: _DESER.deserialize(v) for k, v in item.items()}
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in data.items()}
+
+
+def to_outcome(item: dict[str, Any]) -> Outcome:
+    data = plain(item)
+    return Outcome.from_dict(
+        {name: data.get(attr) for name, attr in FIELDS.items()} | {"attempts": data.get("Attempts") or 0}
+    )
+
+
+def pascal(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+def to_summary(item: dict[str, Any]) -> RunSummary:
+    data = plain(item)
+    return RunSummary.from_dict({f: data[pascal(f)] for f in SUMMARY_FIELDS if data.get(pascal(f)) is not None})
+
+
+def _names(*expressions: str | None) -> dict[str, str]:
+    """`#Word` placeholders -> attribute names: Status, State and friends are reserved words."""
+    return {f"#{w}": w for e in expressions if e for w in re.findall(r"#(\w+)", e)}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def names(*expressions: str | None) -> dict[str, str]:
+    """`#Word` placeholders -> attribute names: Status, State and friends are reserved words."""
+    return {f"#{w}": w for e in expressions if e for w in re.findall(r"#(\w+)", e)}
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

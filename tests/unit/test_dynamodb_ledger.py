@@ -1,0 +1,194 @@
+"""DynamoDBLedger against moto: the old plugin's keys, history, idempotent writes, the lease."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ecr_transfer.ledger.base import LedgerBusyError, open_ledger
+from ecr_transfer.ledger.dynamodb import DynamoDBLedger, image_key, table_definition
+from ecr_transfer.model import Outcome
+
+TABLE = "ecr-transfer-ledger"
+SRC = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(**table_definition(TABLE))
+        yield ddb
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(client: Any, clock: Clock) -> Iterator[DynamoDBLedger]:
+    led = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    yield led
+    led.close()
+
+
+def outcome(run: str, source: str, status: str, started: str = "2026-01-01T00:00:00.000+00:00", **kw: Any) -> Outcome:
+    return Outcome(run, source, source.replace(SRC, "mirror.example"), status, started_at=started, **kw)  # type: ignore[arg-type]
+
+
+def item(client: Any, image: str, tag: str) -> dict[str, Any]:
+    found = client.get_item(TableName=TABLE, Key={"Image": {"S": image}, "Tag": {"S": tag}})
+    return {k: next(iter(v.values())) for k, v in found["Item"].items()}
+
+
+def test_image_key_keeps_the_old_plugin_names() -> None:
+    assert image_key(f"{SRC}/team/app:1.0") == ("team/app", "1.0")
+    assert image_key("docker.io/library/nginx:1.27") == ("nginx", "1.27")
+    assert image_key("docker.io/bitnami/redis:7") == ("bitnami/redis", "7")
+    assert image_key("quay.io/coreos/etcd:v3.5.0") == ("quay.io/coreos/etcd", "v3.5.0")
+    assert image_key(f"quay.io/coreos/etcd@{DIGEST_A}") == ("quay.io/coreos/etcd", DIGEST_A)
+    assert image_key(f"{SRC}/app:1@{DIGEST_A}") == ("app", f"1@{DIGEST_A}")
+
+
+def test_round_trip(ledger: DynamoDBLedger, client: Any) -> None:
+    source = f"{SRC}/team/app:1.0"
+    assert ledger.start_run("run-1", "2026-01-01T00:00:00.000+00:00") == []
+    ledger.record(outcome("run-1", source, "in_progress"))
+    assert item(client, "team/app", "1.0")["Status"] == "Running"
+    final = outcome(
+        "run-1", source, "failed", source_digest=DIGEST_A, attempts=3, error="skopeo: unauthorized: x" * 20,
+        ended_at="2026-01-01T00:01:00.000+00:00", reason="not at destination",
+    )  # fmt: skip
+    ledger.record(final)
+    ledger.record(outcome("run-1", f"{SRC}/team/app:1.1", "copied", source_digest=DIGEST_B, target_digest=DIGEST_B))
+    summary = ledger.finish_run("run-1", "2026-01-01T00:02:00.000+00:00")
+
+    assert (summary.planned, summary.copied, summary.failed, summary.state) == (2, 1, 1, "finished")
+    assert ledger.outcomes("run-1")[0] == final  # every field, including the full cause
+    assert [o.source for o in ledger.latest()] == [source, f"{SRC}/team/app:1.1"]
+    assert [r.run_id for r in ledger.runs()] == ["run-1"]
+    legacy = item(client, "team/app", "1.0")
+    assert legacy["Status"] == "Error"
+    assert legacy["TransferStatus"] == "failed"
+    assert legacy["ErrorMessage"] == "skopeo: unauthorized: x" * 20
+    assert legacy["Execution"] == legacy["RunId"] == "run-1"
+    assert legacy["Attempts"] == "3"
+    assert item(client, "team/app", "1.1")["Status"] == "Done"
+    assert "ExpiresAt" in item(client, "RUN#run-1", source) and "ExpiresAt" not in legacy
+
+
+def test_rewrites_are_idempotent_and_never_go_back(ledger: DynamoDBLedger, client: Any) -> None:
+    source = f"{SRC}/app:1"
+    ledger.start_run("run-1", "2026-01-01T00:00:00.000+00:00")
+    done = outcome("run-1", source, "copied", source_digest=DIGEST_A, target_digest=DIGEST_A)
+    ledger.record(outcome("run-1", source, "in_progress"))
+    ledger.record(done)
+    ledger.record(done)  # a retried recorder
+    ledger.record(outcome("run-1", source, "in_progress"))  # a late, out-of-order write
+    assert ledger.outcomes("run-1") == [done]
+    assert ledger.latest() == [done]
+    assert ledger.finish_run("run-1", "2026-01-01T00:05:00.000+00:00").planned == 1
+    items = client.scan(TableName=TABLE)["Items"]
+    assert len([i for i in items if i["ItemType"]["S"] == "OUTCOME"]) == 1
+
+    # A later run wins the latest item; an earlier run's late write does not take it back.
+    ledger.start_run("run-2", "2026-01-02T00:00:00.000+00:00")
+    newer = outcome("run-2", source, "skipped", "2026-01-02T00:00:01.000+00:00", source_digest=DIGEST_A)
+    ledger.record(newer)
+    ledger.record(outcome("run-1", source, "failed", error="late"))
+    assert ledger.latest() == [newer]
+
+
+def test_second_live_run_is_refused(client: Any, clock: Clock) -> None:
+    first = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    second = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    first.start_run("run-1", "2026-01-01T00:00:00.000+00:00")
+    with pytest.raises(LedgerBusyError, match=r"in use by run run-1 \(.*started 2026-01-01T00:00:00.000\+00:00\)"):
+        second.start_run("run-2", "2026-01-01T00:00:05.000+00:00")
+    first.finish_run("run-1", "2026-01-01T00:01:00.000+00:00")
+    assert second.start_run("run-2", "2026-01-01T00:02:00.000+00:00") == []
+
+
+def test_expired_lease_is_taken_over_and_its_run_interrupted(client: Any, clock: Clock) -> None:
+    crashed = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    source = f"{SRC}/app:1"
+    crashed.start_run("run-1", "2026-01-01T00:00:00.000+00:00")
+    crashed.record(outcome("run-1", source, "in_progress"))
+    crashed.record(outcome("run-1", f"{SRC}/app:2", "copied"))
+    # The process is gone (Fargate task killed): nobody renews the lease.
+    clock.now += crashed.lease_seconds + 1
+
+    later = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    (recovered,) = later.start_run("run-2", "2026-01-01T01:00:00.000+00:00")
+
+    assert recovered.run_id == "run-1"
+    assert recovered.state == "interrupted"
+    assert recovered.note is not None and "lease expired" in recovered.note
+    lost = {o.source: o for o in later.outcomes("run-1")}[source]
+    assert lost.status == "interrupted"
+    assert lost.error is not None and "next run re-plans it" in lost.error
+    assert {o.source: o.status for o in later.latest()}[source] == "interrupted"
+    assert item(client, "app", "1")["Status"] == "Error"
+
+
+def test_lease_of_a_dead_local_process_is_taken_over(client: Any, clock: Clock) -> None:
+    dead = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    dead.start_run("run-1", "2026-01-01T00:00:00.000+00:00")
+    client.update_item(
+        TableName=TABLE,
+        Key={"Image": {"S": "#LEASE"}, "Tag": {"S": "#LEASE"}},
+        UpdateExpression="SET Pid = :p",
+        ExpressionAttributeValues={":p": {"N": str(2**22 + 12345)}},  # above pid_max: never alive
+    )
+    (recovered,) = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False).start_run("run-2", "2026-01-01")
+    assert recovered.run_id == "run-1"
+    assert recovered.state == "interrupted"
+
+
+def test_records_keep_the_lease_alive(client: Any, clock: Clock) -> None:
+    led = DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False)
+    led.start_run("run-1", "2026-01-01T00:00:00.000+00:00")
+    for n in range(4):  # a long run: 4 x 0.4 lease, with records in between
+        clock.now += led.lease_seconds * 0.4
+        led.record(outcome("run-1", f"{SRC}/app:{n}", "copied"))
+    with pytest.raises(LedgerBusyError):
+        DynamoDBLedger(TABLE, client=client, clock=clock, heartbeat=False).start_run("run-2", "2026-01-02")
+
+
+def test_missing_table_is_a_configuration_error(client: Any) -> None:
+    from ecr_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DynamoDB table 'nope' does not exist"):
+        DynamoDBLedger("nope", client=client, heartbeat=False).start_run("r", "2026-01-01")
+
+
+def test_open_ledger_url(client: Any) -> None:
+    ledger = open_ledger(f"dynamodb://{TABLE}")
+    try:
+        assert isinstance(ledger, DynamoDBLedger)
+        assert ledger.table == TABLE
+        assert ledger.start_run("run-x", "2026-01-01T00:00:00.000+00:00") == []
+    finally:
+        ledger.close()
+    assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
