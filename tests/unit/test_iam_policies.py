@@ -1,0 +1,199 @@
+"""Least privilege in template.yaml, checked statement by statement.
+
+Both branches of every Fn::If are checked, so a condition cannot hide a broad grant. `"*"` as a
+resource is allowed only for the actions below, each of which either has no resource type in
+IAM or is documented that way by the service that needs it (docs/deploy.md lists them too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+STAR_RESOURCE_ACTIONS = {
+    # No resource type: grantable only on "*".
+    "ecr:GetAuthorizationToken",
+    # Step Functions' documented policy for ecs:runTask.sync (the task ARN is unknown in advance).
+    "ecs:StopTask",
+    "ecs:DescribeTasks",
+    # CloudWatch Logs delivery for state machine logging: documented with "*" by Step Functions.
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+def template() -> dict[str, Any]:
+    data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    assert not problems, problems
+    return dict(data)
+
+
+def branches(node: Any) -> Iterator[Any]:
+    """Every concrete value a node can take: both sides of Fn::If, without AWS::NoValue."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        for side in node["Fn::If"][1:]:
+            yield from branches(side)
+    elif node != {"Ref": "AWS::NoValue"}:
+        yield node
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource name, statement) for every identity policy the template grants."""
+    for name, resource in template()["Resources"].items():
+        props = resource.get("Properties", {})
+        documents: list[Any] = []
+        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
+            documents = [p for p in props.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
+            assert all(isinstance(p, dict) for p in props.get("Policies", [])), f"{name}: only inline statements"
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+            assert not props.get("ManagedPolicyArns"), f"{name}: managed policies are broader than needed"
+        for document in documents:
+            for entry in document["Statement"]:
+                for statement in branches(entry):
+                    yield name, statement
+
+
+def test_policies_exist_where_expected() -> None:
+    owners = {name for name, _ in statements()}
+    assert owners == {
+        "ListerFunction",
+        "RecorderFunction",
+        "DeployHelperFunction",
+        "TaskExecutionRole",
+        "TaskRole",
+        "ReplicationStateMachine",
+        "ScheduleRole",
+    }
+
+
+def test_no_wildcard_actions() -> None:
+    for name, statement in statements():
+        assert statement["Effect"] == "Allow", f"{name}: identity policies here only allow"
+        for action in as_list(statement["Action"]):
+            assert isinstance(action, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), (
+                f"{name}: {action!r} is a wildcard or malformed action"
+            )
+
+
+def test_star_resource_only_for_actions_that_need_it() -> None:
+    for name, statement in statements():
+        if "*" in as_list(statement["Resource"]):
+            extra = set(as_list(statement["Action"])) - STAR_RESOURCE_ACTIONS
+            assert not extra, f"{name}: {sorted(extra)} granted on every resource"
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def test_every_arn_in_the_template_is_partition_aware() -> None:
+    arns = [s for s in _strings(template()["Resources"]) if "arn:" in s]
+    assert len(arns) >= 15
+    for text in arns:
+        for match in re.finditer(r"arn:", text):
+            assert text[match.end() :].startswith("${AWS::Partition}:"), f"hard-coded partition in {text!r}"
+
+
+def test_nothing_is_pinned_to_one_region_or_partition() -> None:
+    text = json.dumps(template()["Resources"])
+    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|cn)-[a-z]+-[0-9]\b", text), "a region name in Resources"
+    assert "amazonaws.com.cn" not in text and "arn:aws" not in text
+
+
+def test_pass_role_only_on_the_two_task_roles_and_only_to_ecs() -> None:
+    passes = [(n, s) for n, s in statements() if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passes) == 1
+    name, statement = passes[0]
+    assert name == "ReplicationStateMachine" and as_list(statement["Action"]) == ["iam:PassRole"]
+    assert statement["Resource"] == [{"Fn::GetAtt": ["TaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_run_task_sync_gets_exactly_what_step_functions_documents() -> None:
+    machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
+    ecs = {a: s for s in machine for a in as_list(s["Action"]) if a.startswith(("ecs:", "events:"))}
+    assert set(ecs) == {
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:DescribeTasks",
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+    }
+    assert ecs["ecs:RunTask"]["Resource"] == {"Ref": "CopierTaskDefinition"}
+    assert ecs["ecs:StopTask"]["Resource"] == "*"
+    rule = ecs["events:PutRule"]["Resource"]
+    assert rule == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+        "StepFunctionsGetEventsForECSTaskRule"
+    }
+
+
+def test_distributed_map_may_only_start_its_own_children() -> None:
+    machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
+    starts = [s for s in machine if "states:StartExecution" in as_list(s["Action"])]
+    (start,) = starts
+    assert start["Resource"]["Fn::Sub"].endswith(":stateMachine:${AWS::StackName}-ECRReplicationSM")
+
+
+def test_secrets_are_read_by_name_only_when_configured() -> None:
+    reads = [(n, s) for n, s in statements() if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    assert {n for n, _ in reads} == {"ListerFunction", "TaskRole"}
+    for _, statement in reads:
+        resource = statement["Resource"]["Fn::Sub"]
+        assert resource.endswith("-??????") and ":secret:${" in resource
+    # And only under the condition that the secret name is set.
+    text = json.dumps(template()["Resources"]["TaskRole"])
+    assert '"Fn::If": ["HasSrcCredential"' in text and '"Fn::If": ["HasDestCredential"' in text
+
+
+def test_destination_writes_are_scoped_to_the_prefix() -> None:
+    for name, statement in statements():
+        if "ecr:PutImage" in as_list(statement["Action"]):
+            assert name == "TaskRole"
+            sub = statement["Resource"]["Fn::Sub"][0]
+            assert sub.endswith(":repository/${destPrefix}*")
+
+
+def test_trust_policies_name_one_service_each() -> None:
+    resources = template()["Resources"]
+    principals = {}
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            (statement,) = resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            principals[name] = statement["Principal"]["Service"]
+    assert principals == {
+        "TaskExecutionRole": "ecs-tasks.amazonaws.com",
+        "TaskRole": "ecs-tasks.amazonaws.com",
+        "ScheduleRole": "events.amazonaws.com",
+    }
+
+
+def test_the_bucket_refuses_plain_http() -> None:
+    policy = template()["Resources"]["WorkBucketPolicy"]["Properties"]["PolicyDocument"]
+    (deny,) = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

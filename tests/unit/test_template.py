@@ -1,0 +1,322 @@
+"""template.yaml, samconfig.toml and the copier image, checked against the promises they carry.
+
+`sam validate --lint` and `sam build` of the zip functions run here when the SAM CLI is
+installed (on PATH, or in .venv-sam); CI installs it, so there they always run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode_str
+
+from ecr_transfer import envvars
+from ecr_transfer.cloud import batch
+from ecr_transfer.settings import ENV_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+DTH_PARAMETERS = [
+    "sourceType",
+    "srcRegion",
+    "srcAccountId",
+    "srcList",
+    "srcImageList",
+    "srcCredential",
+    "destRegion",
+    "destAccountId",
+    "destPrefix",
+    "destCredential",
+    "includeUntagged",
+    "ecsClusterName",
+    "ecsVpcId",
+    "ecsSubnetA",
+    "ecsSubnetB",
+    "alarmEmail",
+]
+
+
+def template() -> dict[str, Any]:
+    data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    assert not problems, problems
+    return dict(data)
+
+
+def resources() -> dict[str, Any]:
+    return dict(template()["Resources"])
+
+
+def props(name: str) -> dict[str, Any]:
+    return dict(resources()[name]["Properties"])
+
+
+def sam_cli() -> str | None:
+    local = ROOT / ".venv-sam" / "bin" / "sam"
+    return shutil.which("sam") or (str(local) if local.exists() else None)
+
+
+# -- layout and parameters ------------------------------------------------------------------------
+def test_sections_come_in_the_documented_order() -> None:
+    keys = [k for k in template() if k not in {"AWSTemplateFormatVersion", "Transform", "Description"}]
+    assert keys == ["Parameters", "Metadata", "Conditions", "Rules", "Globals", "Resources", "Outputs"]
+
+
+def test_resources_are_grouped_under_banner_comments() -> None:
+    text = (ROOT / "template.yaml").read_text(encoding="utf-8")
+    body = text[text.index("\nResources:") : text.index("\nOutputs:")]
+    banners = re.findall(r"\n  # =+\n  # (.+)\n  # =+\n", body)
+    assert len(banners) >= 6, banners
+
+
+def test_every_parameter_is_described_constrained_and_grouped() -> None:
+    tpl = template()
+    parameters = tpl["Parameters"]
+    for name in DTH_PARAMETERS:
+        assert name in parameters, f"the Data Transfer Hub parameter {name} is missing"
+    groups = tpl["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [p for g in groups for p in g["Parameters"]]
+    assert sorted(grouped) == sorted(parameters), "each parameter in exactly one group"
+    for name, spec in parameters.items():
+        assert len(spec.get("Description", "")) > 20, name
+        assert "AllowedValues" in spec or "AllowedPattern" in spec, name
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("srcRegion", ["", "us-west-2", "cn-north-1", "ap-southeast-3"], ["US-WEST-2", "west"]),
+        ("srcAccountId", ["", "123456789012"], ["12345", "12345678901a"]),
+        ("destPrefix", ["", "mirror", "mirror/team/", "a.b-c_d"], ["Mirror", "a b"]),
+        ("scheduleExpression", ["rate(1 day)", "cron(0 3 * * ? *)", "ONE_TIME"], ["daily", "rate 1 day"]),
+        ("concurrency", ["1", "10", "100"], ["0", "101", "ten", ""]),
+        ("srcRoleArn", ["", "arn:aws-cn:iam::123456789012:role/pull"], ["arn:aws:iam::1:role/x", "role/x"]),
+        ("srcCredential", ["", "dth/ecr-cn", "my_secret-1"], ["arn:aws:secretsmanager:x", "a b"]),
+        ("alarmEmail", ["", "ops@example.com"], ["ops", "ops@example"]),
+        ("srcImageList", ["", "nginx,quay.io/coreos/etcd:v3.5.0", "a:ALL_TAGS\nb@sha256:ab"], ['x"y', "a;b"]),
+        ("ecsSubnetA", ["", "subnet-0123456789abcdef0"], ["subnet-xyz"]),
+    ],
+)
+def test_allowed_patterns(name: str, good: list[str], bad: list[str]) -> None:
+    pattern = re.compile(template()["Parameters"][name]["AllowedPattern"])
+    for value in good:
+        assert pattern.fullmatch(value), f"{name} should accept {value!r}"
+    for value in bad:
+        assert not pattern.fullmatch(value), f"{name} should reject {value!r}"
+
+
+def test_defaults_keep_the_old_behaviour() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["scheduleExpression"]["Default"] == "rate(1 day)"
+    assert parameters["concurrency"]["Default"] == "10"
+    assert parameters["sourceType"]["AllowedValues"] == ["Amazon_ECR", "Public"]
+    assert parameters["srcList"]["AllowedValues"] == ["ALL", "SELECTED"]
+
+
+# -- functions and settings -----------------------------------------------------------------------
+def test_globals_set_powertools_and_functions_run_python_312() -> None:
+    glob = template()["Globals"]["Function"]
+    env = glob["Environment"]["Variables"]
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(env)
+    assert glob["Tracing"] == "Active"
+    for name in ("ListerFunction", "RecorderFunction", "DeployHelperFunction"):
+        p = props(name)
+        assert p["Runtime"] == "python3.12" and p["Handler"] == "app.lambda_handler"
+        assert p["Layers"] == [{"Ref": "SharedLayer"}]
+        assert (ROOT / p["CodeUri"] / "app.py").is_file()
+
+
+def test_log_groups_keep_the_names_the_faq_tells_users() -> None:
+    assert props("ListerFunction")["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-ListImagesFunction"}
+    assert props("ListerLogGroup")["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AWS::StackName}-ListImagesFunction"}
+    assert props("ContainerLogGroup")["LogGroupName"] == {"Fn::Sub": "${AWS::StackName}-DTHECRContainerLogGroup"}
+    for name, resource in resources().items():
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            assert resource["Properties"]["RetentionInDays"] == {"Ref": "logRetentionDays"}, name
+    # Each named function logs into the group the stack created (and deletes) for it.
+    for function, group in [
+        ("ListerFunction", "ListerLogGroup"),
+        ("RecorderFunction", "RecorderLogGroup"),
+        ("DeployHelperFunction", "DeployHelperLogGroup"),
+    ]:
+        name = props(function)["FunctionName"]["Fn::Sub"]
+        assert props(group)["LogGroupName"]["Fn::Sub"] == f"/aws/lambda/{name}"
+        assert resources()[function]["DependsOn"] == group
+
+
+def _settings_env(env: dict[str, Any]) -> set[str]:
+    return {k for k in env if k in ENV_NAMES}
+
+
+def test_lister_and_copier_read_the_same_settings() -> None:
+    lister = props("ListerFunction")["Environment"]["Variables"]
+    container = props("CopierTaskDefinition")["ContainerDefinitions"][0]
+    task = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert _settings_env(lister) == _settings_env(task)
+    # Every variable the template sets means something to the code.
+    known = set(ENV_NAMES) | {envvars.SRC_IMAGE_LIST_PARAMETER, envvars.LEDGER, batch.WORK_BUCKET}
+    assert set(lister) <= known
+    assert set(task) <= known | {"AWS_DEFAULT_REGION"}
+    # The list comes from SSM, never inline (it can be updated without a redeploy).
+    assert envvars.SRC_IMAGE_LIST not in lister and envvars.SRC_IMAGE_LIST not in task
+    assert lister[envvars.SRC_IMAGE_LIST_PARAMETER] == {"Ref": "ImageListParameter"}
+    assert lister[envvars.LEDGER] == {"Fn::Sub": "dynamodb://${LedgerTable}"}
+
+
+def test_secrets_travel_as_names_only() -> None:
+    for name, spec in template()["Parameters"].items():
+        if "Credential" in name:
+            assert "name" in spec["Description"].lower()
+            assert not re.compile(spec["AllowedPattern"]).fullmatch('{"password": "x"}')
+
+
+# -- storage --------------------------------------------------------------------------------------
+def test_ledger_table_keeps_the_old_keys() -> None:
+    table = props("LedgerTable")
+    assert table["KeySchema"] == [
+        {"AttributeName": "Image", "KeyType": "HASH"},
+        {"AttributeName": "Tag", "KeyType": "RANGE"},
+    ]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ExpiresAt", "Enabled": True}
+
+
+def test_work_bucket_is_private_encrypted_and_expires() -> None:
+    bucket = props("WorkBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Prefix"] == "runs/" and rule["ExpirationInDays"] > 0
+    assert props("WorkBucketCleanup")["BucketName"] == {"Ref": "WorkBucket"}
+
+
+# -- ECS and the copier image ---------------------------------------------------------------------
+def test_task_runs_the_image_sam_built() -> None:
+    function = resources()["CopierImageFunction"]
+    assert function["Properties"]["PackageType"] == "Image"
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 0
+    assert function["Properties"]["AutoPublishAlias"]
+    assert function["Metadata"]["DockerContext"] == "."
+    assert (ROOT / function["Metadata"]["Dockerfile"]).is_file()
+    assert props("CopierImage")["FunctionVersionArn"] == {"Ref": "CopierImageFunction.Version"}
+    task = props("CopierTaskDefinition")
+    (container,) = task["ContainerDefinitions"]
+    assert container["Image"] == {"Fn::GetAtt": ["CopierImage", "ImageUri"]}
+    assert task["RequiresCompatibilities"] == ["FARGATE"] and (task["Cpu"], task["Memory"]) == ("512", "1024")
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "ContainerLogGroup"}
+
+
+def test_dockerfile_pins_base_image_and_skopeo() -> None:
+    text = (ROOT / "copier" / "Dockerfile").read_text(encoding="utf-8")
+    (base,) = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    assert re.search(r"SKOPEO_VERSION=1\.9\.3\+ds1-1\+b\d+", text)
+    assert '"skopeo=${SKOPEO_VERSION}"' in text
+    assert "USER copier" in text
+    entry = (ROOT / "copier" / "entrypoint.py").read_text(encoding="utf-8")
+    assert "from ecr_transfer.cloud.copier_task import main" in entry
+    assert len(entry.splitlines()) <= 30
+
+
+def test_cluster_and_network_are_created_only_when_missing() -> None:
+    res = resources()
+    assert res["Cluster"]["Condition"] == "CreateCluster"
+    for name in ("Vpc", "InternetGateway", "PublicSubnetA", "PublicSubnetB", "PublicDefaultRoute"):
+        assert res[name]["Condition"] == "CreateVpc", name
+    subs = props("ReplicationStateMachine")["DefinitionSubstitutions"]
+    assert subs["SubnetA"] == {"Fn::If": ["CreateVpc", {"Ref": "PublicSubnetA"}, {"Ref": "ecsSubnetA"}]}
+
+
+# -- schedule and first run -----------------------------------------------------------------------
+def test_daily_schedule_one_time_option_and_a_first_run() -> None:
+    res = resources()
+    assert res["ReplicationSchedule"]["Condition"] == "IsScheduled"
+    assert template()["Conditions"]["IsScheduled"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "scheduleExpression"}, "ONE_TIME"]}]
+    }
+    assert res["ReplicationSchedule"]["Properties"]["ScheduleExpression"] == {"Ref": "scheduleExpression"}
+    first = res["FirstRun"]
+    assert first["Type"] == "Custom::StartExecution"
+    assert first["Properties"]["StateMachineArn"] == {"Ref": "ReplicationStateMachine"}
+    # A new image list (or any transfer setting) on update starts a run too.
+    assert {"Ref": "srcImageList"} in first["Properties"]["Settings"]
+
+
+def test_outputs_name_what_users_look_for() -> None:
+    outputs = template()["Outputs"]
+    for name in (
+        "StateMachineArn",
+        "LedgerTableName",
+        "ImageListParameterName",
+        "ListerLogGroupName",
+        "ContainerLogGroupName",
+    ):
+        assert outputs[name]["Description"], name
+
+
+# -- samconfig and SAM CLI ------------------------------------------------------------------------
+def test_samconfig_defaults() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    default = config["default"]
+    assert default["global"]["parameters"]["stack_name"] == "DTHECRStack"
+    assert default["validate"]["parameters"]["lint"] is True
+    deploy = default["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert (
+        deploy["confirm_changeset"] is True and deploy["resolve_s3"] is True and deploy["resolve_image_repos"] is True
+    )
+    text = (ROOT / "samconfig.toml").read_text(encoding="utf-8").lower()
+    assert "parameter_overrides" not in text or "password" not in text
+
+
+@pytest.mark.skipif(sam_cli() is None, reason="SAM CLI not installed (pip install aws-sam-cli)")
+def test_sam_validate_lint_is_clean() -> None:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    result = subprocess.run(
+        [str(sam_cli()), "validate", "--lint", "--template-file", "template.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _python312_on_path() -> dict[str, str] | None:
+    """An environment in which `python3.12` runs: as is, or through pyenv's 3.12 (see FIELD-NOTES)."""
+    base = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    for env in (base, {**base, "PYENV_VERSION": "3.11.7:3.12.1"}):
+        try:
+            found = subprocess.run(["python3.12", "--version"], env=env, capture_output=True, check=False)
+        except FileNotFoundError:
+            return None
+        if found.returncode == 0:
+            return env
+    return None
+
+
+@pytest.mark.skipif(sam_cli() is None, reason="SAM CLI not installed (pip install aws-sam-cli)")
+def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
+    """Everything but the copier image (that one needs Docker) builds, layer included."""
+    env = _python312_on_path()
+    if env is None:
+        pytest.skip("python3.12 is not on PATH (sam build of python3.12 functions needs it)")
+    build = tmp_path / "build"
+    result = subprocess.run(
+        [str(sam_cli()), "build", "--exclude", "CopierImageFunction", "--build-dir", str(build), "--no-cached"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (build / "SharedLayer" / "python" / "ecr_transfer" / "cloud" / "lister.py").is_file()
+    assert (build / "ListerFunction" / "app.py").is_file()
+    assert (build / "ListerFunction" / "aws_lambda_powertools").is_dir()
+    assert (build / "RecorderFunction" / "yaml").is_dir()
