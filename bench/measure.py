@@ -1,0 +1,166 @@
+"""Running one tool once and measuring it: wall time, peak RSS, skopeo processes, registry requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ecr_transfer.local.accesslog import RegistryRequest, RequestKind
+
+BENCH_DIR = Path(__file__).resolve().parent
+SKOPEO_WRAPPER = BENCH_DIR / "skopeo-count.sh"
+CLI_PROBE = BENCH_DIR / "cli_probe.py"
+CACHE_DIR = Path("/var/lib/containers/cache")
+"""skopeo's blob-info cache as root: it remembers where blobs live and so decides mounts."""
+
+
+@dataclass
+class Run:
+    """One tool run."""
+
+    tool: str
+    wall: float
+    returncode: int
+    stderr_tail: str = ""
+    skopeo_processes: int = 0
+    maxrss_self_kb: int | None = None
+    """The CLI process alone (its own getrusage at exit); None for tools that are not the CLI."""
+    maxrss_tree_kb: int | None = None
+    """The process and every child it waited for (wait4), skopeo included."""
+    boto3_imported: bool | None = None
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    """registry role ("source"/"destination") -> request kind -> count."""
+    blobs_uploaded_twice: int = 0
+    scale: float = 1.0
+    """Measured on a sample of the tags: times and counts are multiplied by this to stand for all."""
+    ok: bool = True
+    note: str = ""
+    scenario: str = ""
+    profile: str = ""
+    rep: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class Skopeo:
+    """The counting wrapper's environment: a fresh count file and blob-info cache per run."""
+
+    def __init__(self, workdir: Path, isolate_cache: bool) -> None:
+        self.workdir = workdir
+        self.isolate_cache = isolate_cache
+        self._n = 0
+
+    def fresh(self) -> dict[str, str]:
+        self._n += 1
+        count = self.workdir / f"skopeo-count-{self._n}"
+        cache = self.workdir / f"blob-info-cache-{self._n}"
+        count.write_text("")
+        cache.mkdir(parents=True, exist_ok=True)
+        if not self.isolate_cache:
+            # No mount namespaces here: forget what earlier runs taught skopeo, the global way.
+            (CACHE_DIR / "blob-info-cache-v1.boltdb").unlink(missing_ok=True)
+        return {
+            "BENCH_SKOPEO_COUNT": str(count),
+            "BENCH_BIC_DIR": str(cache),
+            "BENCH_UNSHARE": "1" if self.isolate_cache else "0",
+            "ECR_TRANSFER_SKOPEO": str(SKOPEO_WRAPPER),
+        }
+
+    @staticmethod
+    def count(env: Mapping[str, str]) -> int:
+        return len(Path(env["BENCH_SKOPEO_COUNT"]).read_text().splitlines())
+
+
+def can_isolate_cache() -> bool:
+    """Mount namespaces let every run start with an empty blob-info cache without touching the host's."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind /tmp {CACHE_DIR}"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def run_process(
+    argv: Sequence[str], env: Mapping[str, str], *, timeout: float, cwd: Path | None = None
+) -> tuple[float, int, int, str]:
+    """(wall seconds, return code, peak RSS KiB of the whole tree, stderr tail)."""
+    err_path = Path(env.get("BENCH_STDERR", "/dev/null"))
+    with open(err_path, "wb") as err, open(env.get("BENCH_STDOUT", "/dev/null"), "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    tail = ""
+    if err_path != Path("/dev/null"):
+        tail = err_path.read_text(errors="replace")[-1500:]
+    return wall, proc.returncode, usage.ru_maxrss, tail
+
+
+def read_probe(path: Path) -> dict[str, object]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def summarize_requests(requests: Iterable[RegistryRequest]) -> dict[str, int]:
+    counts = Counter(r.kind.value for r in requests)
+    return dict(sorted(counts.items()))
+
+
+def uploaded_twice(requests: Iterable[RegistryRequest]) -> int:
+    """Blobs whose bytes reached the registry more than once (completed uploads, any repository)."""
+    done: Counter[str] = Counter()
+    for r in requests:
+        if r.kind is RequestKind.UPLOAD_PUT and 200 <= r.status < 300 and "digest=" in r.uri:
+            done[r.uri.split("digest=", 1)[1].split("&", 1)[0].replace("%3A", ":")] += 1
+    return sum(1 for n in done.values() if n > 1)
+
+
+def machine() -> dict[str, object]:
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        except OSError:
+            return "not found"
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+    mem_kb = 0
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    cpu = "?"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "skopeo": version(["skopeo", "--version"]),
+        "registry": version(["docker-registry", "--version"]),
+        "python": version(["python3", "--version"]),
+        "kernel": os.uname().release,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }

@@ -1,0 +1,169 @@
+"""cold, warm no-op and small change: every tool on the same corpus, alternating order, repeated."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bench import corpus, stage, tools
+from bench.measure import Run, Skopeo, summarize_requests, uploaded_twice
+from ecr_transfer.local.registry import LocalRegistry
+
+Tool = Callable[[tools.Target, str], Run]
+
+
+@dataclass(frozen=True)
+class Params:
+    sizes: corpus.Sizes = field(default_factory=corpus.Sizes)
+    reps: int = 3
+    profiles: tuple[str, ...] = ("loopback", "wan")
+    scenarios: tuple[str, ...] = ("cold", "warm", "change")
+    wan_sample: int = 100
+    """WAN only: skopeo sync and the plugin handle tags one by one (sync) or ten at a time
+    (plugin), so their time is linear in tags; they run on this many tags, scaled to all."""
+    min_ms: float = 20.0
+    max_ms: float = 25.0
+    window: int = 4 << 20
+    concurrency: int = 10
+    head_concurrency: int = 16
+    """The product's manifest-HEAD pool per registry: the protocol floor uses the same."""
+    timeout: float = 900.0
+
+
+@dataclass
+class Bench:
+    params: Params
+    workdir: Path
+    skopeo: Skopeo
+    runs: list[Run] = field(default_factory=list)
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+
+    def target(self, src: str, dst: str, repos: dict[str, list[str]], explicit: bool = False) -> tools.Target:
+        p = self.params
+        return tools.Target(
+            src, dst, repos, self.workdir / "runs", p.concurrency, p.head_concurrency, p.timeout, explicit
+        )
+
+    @staticmethod
+    def collect(run: Run, src: LocalRegistry, dst: LocalRegistry) -> None:
+        """Requests since the last reset_requests(): read before anything else talks to them."""
+        dst_requests = dst.requests()
+        run.requests = {"source": summarize_requests(src.requests()), "destination": summarize_requests(dst_requests)}
+        run.blobs_uploaded_twice = uploaded_twice(dst_requests)
+
+    def record(self, run: Run, scenario: str, profile: str, rep: int, tool: str) -> Run:
+        run.tool = tool
+        run.scenario, run.profile, run.rep = scenario, profile, rep
+        self.runs.append(run)
+        scaled = f" (x{run.scale:g} sample)" if run.scale != 1 else ""
+        state = "ok" if run.ok else f"FAILED {run.stderr_tail[-300:]} {run.note}"
+        self.log(f"  {scenario:6s} {profile:8s} rep {rep} {run.tool:16s} {run.wall * run.scale:8.2f}s{scaled} {state}")
+        return run
+
+
+def rotate(items: list[tuple[str, Tool]], rep: int) -> list[tuple[str, Tool]]:
+    """Alternating order: each tool goes first in some repetition, so warm caches favour no one."""
+    k = rep % len(items)
+    return items[k:] + items[:k]
+
+
+def sample(repos: dict[str, list[str]], n: int) -> tuple[dict[str, list[str]], float]:
+    """About n tags spread evenly over the repositories, and the factor from the sample to all."""
+    flat = [(repo, tag) for repo, tags in repos.items() for tag in tags]
+    if n >= len(flat):
+        return repos, 1.0
+    step = len(flat) / n
+    picked = [flat[int(i * step)] for i in range(n)]
+    out: dict[str, list[str]] = {}
+    for repo, tag in picked:
+        out.setdefault(repo, []).append(tag)
+    return out, len(flat) / len(picked)
+
+
+def contenders(bench: Bench) -> list[tuple[str, Tool]]:
+    return [
+        ("ecr-transfer", lambda t, tag: tools.ecr_transfer(t, bench.skopeo, tag=tag)),
+        ("skopeo sync", lambda t, tag: tools.skopeo_sync(t, bench.skopeo, tag=tag)),
+        ("plugin", lambda t, tag: tools.skopeo_copies(t, bench.skopeo, tag=tag)),
+    ]
+
+
+def cold(bench: Bench, profile: str, fronts: stage.Fronts, source: Path, images: corpus.Corpus) -> None:
+    items = contenders(bench)
+    if profile == "loopback":
+        items.append(("upload ceiling", lambda t, tag: tools.floor_upload(t, images.layout, tag=tag)))
+    with stage.registry(source) as src:
+        src_front = fronts.front(src)
+        for rep in range(bench.params.reps):
+            for name, tool in rotate(items, rep):
+                with stage.registry() as dst:
+                    target = bench.target(src_front, fronts.front(dst), images.repositories())
+                    src.reset_requests()
+                    dst.reset_requests()
+                    run = tool(target, f"cold-{profile}-{rep}-{name.replace(' ', '_')}")
+                    bench.collect(run, src, dst)
+                    if name != "upload ceiling":
+                        landed = stage.digests_at(dst.host, images.refs)
+                        wrong = [r for r in images.refs if landed[r] != images.digests[r]]
+                        if wrong:
+                            run.ok, run.note = False, f"{len(wrong)} images missing or different: {wrong[:3]}"
+                    bench.record(run, "cold", profile, rep, name)
+                    fronts.drop(dst)
+        fronts.drop(src)
+
+
+def warm(bench: Bench, profile: str, fronts: stage.Fronts, source: Path, dest: Path, tags: corpus.Corpus) -> None:
+    items = [*contenders(bench), ("protocol floor", lambda t, tag: tools.floor_heads(t, tag=tag))]
+    repos = tags.repositories()
+    with stage.registry(source) as src, stage.registry(dest) as dst:
+        src_front, dst_front = fronts.front(src), fronts.front(dst)
+        for rep in range(bench.params.reps):
+            for name, tool in rotate(items, rep):
+                target, scale = bench.target(src_front, dst_front, repos), 1.0
+                if profile == "wan" and name in ("skopeo sync", "plugin"):
+                    picked, scale = sample(repos, bench.params.wan_sample)
+                    target = replace(target, repos=picked, explicit=scale != 1)
+                src.reset_requests()
+                dst.reset_requests()
+                run = tool(target, f"warm-{profile}-{rep}-{name.replace(' ', '_')}")
+                run.scale = scale
+                bench.collect(run, src, dst)
+                bench.record(run, "warm", profile, rep, name)
+        fronts.drop(src)
+        fronts.drop(dst)
+
+
+def change(
+    bench: Bench,
+    profile: str,
+    fronts: stage.Fronts,
+    source: Path,
+    dest: Path,
+    tags: corpus.Corpus,
+    changed: corpus.Corpus,
+) -> None:
+    items = [("copy changed", lambda t, tag: tools.skopeo_copies(t, bench.skopeo, tag=tag, refs=changed.refs))]
+    items[:0] = contenders(bench) if profile == "loopback" else contenders(bench)[:1]
+    with stage.registry(source) as src, stage.registry(dest) as dst:
+        src_front, dst_front = fronts.front(src), fronts.front(dst)
+        stage.restore_changed(dst.host, tags, changed)
+        for rep in range(bench.params.reps):
+            for name, tool in rotate(items, rep):
+                target = bench.target(src_front, dst_front, tags.repositories())
+                src.reset_requests()
+                dst.reset_requests()
+                run = tool(target, f"change-{profile}-{rep}-{name.replace(' ', '_')}")
+                bench.collect(run, src, dst)
+                landed = stage.digests_at(dst.host, changed.refs)
+                wrong = [r for r in changed.refs if landed[r] != changed.digests[r]]
+                if wrong:
+                    run.ok, run.note = False, f"{len(wrong)} changed images not copied: {wrong[:3]}"
+                bench.record(run, "change", profile, rep, name)
+                started = time.perf_counter()
+                stage.restore_changed(dst.host, tags, changed)
+                bench.log(f"    (destination put back in sync in {time.perf_counter() - started:.2f}s)")
+        fronts.drop(src)
+        fronts.drop(dst)

@@ -1,0 +1,140 @@
+"""The stage the tools run on: seeded source registries, fresh destinations, WAN proxies.
+
+Seeded registry storage is kept in the work directory keyed by corpus, so a second `make bench`
+skips building and pushing. Destinations are fresh registries per run (cold), one in-sync copy
+of the warm source (warm no-op: nothing changes it), or that copy put back after each run by a
+handful of API calls (small change), which is much faster than copying 20,000 files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import corpus, rawhttp
+from ecr_transfer.local.oci import OCI_INDEX, read_blob
+from ecr_transfer.local.registry import LocalRegistry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def seeded(workdir: Path, name: str, corpora: list[corpus.Corpus], base: Path | None = None) -> Path:
+    """Storage directory holding `corpora` (on top of a copy of `base`), built once."""
+    storage = workdir / "storage" / name
+    marker = storage / ".seeded"
+    if marker.exists():
+        return storage
+    shutil.rmtree(storage, ignore_errors=True)
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    if base is not None:
+        subprocess.run(["cp", "-a", str(base), str(storage)], check=True)
+        (storage / ".seeded").unlink(missing_ok=True)
+    registry = LocalRegistry(root_dir=storage).start()
+    try:
+        for c in corpora:
+            corpus.push(registry.host, c)
+    finally:
+        registry.stop()
+    marker.write_text("ok")
+    return storage
+
+
+class Fronts:
+    """Addresses the tools use: the registry itself (loopback) or a delaying proxy before it (WAN)."""
+
+    def __init__(self, wan: bool, min_ms: float, max_ms: float, window: int, max_seconds: float) -> None:
+        self.wan = wan
+        self.args = ["--min-ms", str(min_ms), "--max-ms", str(max_ms), "--window", str(window)]
+        self.args += ["--max-seconds", str(max_seconds)]
+        self._procs: dict[str, subprocess.Popen[str]] = {}
+
+    def front(self, registry: LocalRegistry) -> str:
+        if not self.wan:
+            return registry.host
+        if registry.host not in self._procs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.proxy", "--upstream", registry.host, *self.args],
+                stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline())
+            self._procs[registry.host] = proc
+            return f"127.0.0.1:{port}"
+        raise RuntimeError(f"{registry.host} already has a front")
+
+    def drop(self, registry: LocalRegistry) -> None:
+        proc = self._procs.pop(registry.host, None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def close(self) -> None:
+        for host in list(self._procs):
+            proc = self._procs.pop(host)
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def registry(storage: Path | None = None) -> Iterator[LocalRegistry]:
+    reg = LocalRegistry(root_dir=storage).start()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def restore_changed(address: str, warm: corpus.Corpus, changed: corpus.Corpus) -> None:
+    """Put the changed tags back to their warm images and unlink the new blobs: in sync again."""
+    asyncio.run(_restore(address, warm, changed))
+
+
+async def _restore(address: str, warm: corpus.Corpus, changed: corpus.Corpus) -> None:
+    pool = rawhttp.Pool(address, 4)
+    warm_index = _descriptors(warm.layout)
+    try:
+        for layout_tag, ref in changed.tags.items():
+            repo, _, tag = ref.rpartition(":")
+            new_digest = changed.digests[ref]
+            current = await rawhttp.head_manifest(pool, repo, tag)
+            if current == new_digest:
+                # Deleting by digest drops every tag pointing at it; the old one is put back next.
+                await pool.request("DELETE", f"/v2/{repo}/manifests/{new_digest}")
+            old = warm_index[layout_tag]
+            body = read_blob(warm.layout, old["digest"])
+            await rawhttp.put_manifest(pool, repo, tag, old["mediaType"], body)
+            new_doc = json.loads(read_blob(changed.layout, new_digest))
+            assert new_doc.get("mediaType") != OCI_INDEX
+            for blob in [new_doc["config"], new_doc["layers"][-1]]:
+                await pool.request("DELETE", f"/v2/{repo}/blobs/{blob['digest']}")
+    finally:
+        pool.close()
+
+
+def _descriptors(layout: Path) -> dict[str, dict[str, str]]:
+    index = json.loads((layout / "index.json").read_bytes())
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+
+
+def digests_at(address: str, refs: list[str], concurrency: int = 8) -> dict[str, str | None]:
+    async def main() -> dict[str, str | None]:
+        pool = rawhttp.Pool(address, concurrency)
+        found: dict[str, str | None] = {}
+
+        async def one(ref: str) -> None:
+            repo, _, tag = ref.rpartition(":")
+            found[ref] = await rawhttp.head_manifest(pool, repo, tag)
+
+        try:
+            await rawhttp.bounded(refs, concurrency, one)
+        finally:
+            pool.close()
+        return found
+
+    return asyncio.run(main())
