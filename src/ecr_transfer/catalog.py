@@ -6,17 +6,47 @@ plain registry answers with manifest HEADs, run concurrently with a bounded pool
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from ecr_transfer.errors import ConfigError, TransferError
+from ecr_transfer import envvars
+from ecr_transfer.errors import ConfigError, TransferError, TransientError
 from ecr_transfer.references import ImageRef
 from ecr_transfer.registry.client import RegistryClients
 
 Digest = str | None
 DigestResult = Digest | TransferError
 """A digest, None when absent, or the error that kept us from knowing."""
+T = TypeVar("T")
+MAX_LOOKUP_WAIT = 60.0
+
+
+def retry_transient(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a lookup, retrying network errors, 5xx and 429 as the copier does (same knobs).
+
+    Without it one dropped HEAD turned an up-to-date image into a copy ("copying to be safe")
+    and one failed tag list aborted the whole run as a configuration error.
+    """
+    attempts = int(os.environ.get(envvars.MAX_ATTEMPTS, 3))
+    base = float(os.environ.get(envvars.BACKOFF_BASE, 2.0))
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except TransientError as exc:
+            if attempt >= attempts:
+                raise TransientError(f"{exc} (after {attempt} tries)", retry_after=exc.retry_after) from None
+            if exc.retry_after is not None:
+                delay = min(MAX_LOOKUP_WAIT, exc.retry_after)
+            else:
+                # Jitter: concurrent lookups that failed together must not retry together.
+                delay = min(MAX_LOOKUP_WAIT, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            sleep(delay)
+            attempt += 1
 
 
 class SourceCatalog(Protocol):
@@ -55,11 +85,13 @@ class RegistryCatalog:
         raise ConfigError("srcList ALL needs an Amazon ECR source; list images with srcImageList instead")
 
     def tags(self, repository: ImageRef) -> list[str]:
-        return self._clients.get(repository.registry).list_tags(repository.repository)
+        client = self._clients.get(repository.registry)
+        return retry_transient(lambda: client.list_tags(repository.repository))
 
     def _head(self, ref: ImageRef) -> DigestResult:
+        client = self._clients.get(ref.registry)
         try:
-            info = self._clients.get(ref.registry).head_manifest(ref.repository, ref.reference)
+            info = retry_transient(lambda: client.head_manifest(ref.repository, ref.reference))
         except TransferError as exc:
             return exc
         return info.digest if info else None

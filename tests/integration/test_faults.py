@@ -1,0 +1,195 @@
+"""Real faults between ecr-transfer and real registries: nothing lost, nothing wrong reported copied.
+
+A fault proxy (tests/support/faultproxy.py) sits in front of the source and the destination
+registry; image references name the proxies, so the planner's HEADs and skopeo's blob and
+manifest traffic both go through them. The destination is then checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecr_transfer import cli
+from ecr_transfer.local.registry import LocalRegistry
+from ecr_transfer.model import FINAL_STATUSES
+from support.corpus import Corpus, build_corpus
+from support.faultproxy import FaultProxy, Rule
+from support.skopeo_wrapper import Skopeo, install
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return build_corpus(tmp_path_factory.mktemp("fault-corpus"), count=30, multi_every=6, big_layer=64 * 1024)
+
+
+@pytest.fixture
+def corpus_src(corpus: Corpus, registry_factory: Callable[..., LocalRegistry], tmp_path: Path) -> LocalRegistry:
+    return corpus.clone(lambda root: registry_factory(root_dir=root), tmp_path / "src-storage")
+
+
+@pytest.fixture
+def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
+    return install(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def proxies() -> Iterator[Callable[..., FaultProxy]]:
+    started: list[FaultProxy] = []
+
+    def make(upstream: str, **faults: Any) -> FaultProxy:
+        proxy = FaultProxy(upstream, **faults).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = cli.main([*args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def ledger_rows(ledger: Path, run_id: str) -> list[sqlite3.Row]:
+    db = sqlite3.connect(ledger)
+    db.row_factory = sqlite3.Row
+    return db.execute("SELECT * FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
+
+
+def settings_for(src_host: str, dst_host: str, refs: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "sourceType": "Public",
+        "srcImageList": "\n".join(f"{src_host}/{r}" for r in refs),
+        "destType": "Registry",
+        "destRegistry": dst_host,
+        "insecureRegistries": [src_host, dst_host],
+        **extra,
+    }
+
+
+def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
+    corpus: Corpus,
+    corpus_src: LocalRegistry,
+    dst_registry: LocalRegistry,
+    proxies: Callable[..., FaultProxy],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faults = {"drop_rate": 0.10, "error_rate": 0.05, "burst_rate": 0.01, "burst_length": 3, "stall_rate": 0.01}
+    src = proxies(corpus_src.host, seed=6, stall_seconds=0.5, **faults)
+    dst = proxies(dst_registry.host, seed=60, stall_seconds=0.5, **faults)
+    monkeypatch.setenv("ECR_TRANSFER_MAX_ATTEMPTS", "4")
+    refs = sorted(corpus.digests)
+    assert len(refs) >= 30
+    cfg = write_config(**settings_for(src.host, dst.host, refs, concurrency=8))
+    ledger = tmp_path / "ledger.db"
+
+    code, first = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+
+    # The faults really happened, on both sides and of every kind.
+    assert src.faults()["drop"] + dst.faults()["drop"] >= 5, (src.faults(), dst.faults())
+    for kind in ("drop", "5xx", "429", "stall"):
+        assert src.faults()[kind] + dst.faults()[kind] >= 1, (kind, src.faults(), dst.faults())
+    # Every planned image has exactly one final outcome, in the JSON and in the ledger.
+    assert first["counts"]["planned"] == len(refs)
+    assert sorted(i["source"] for i in first["items"]) == sorted(f"{src.host}/{r}" for r in refs)
+    rows = ledger_rows(ledger, first["run_id"])
+    assert len(rows) == len(refs) and {r["source"] for r in rows} == {i["source"] for i in first["items"]}
+    assert {r["status"] for r in rows} <= FINAL_STATUSES - {"interrupted"}
+    copied = [r for r in rows if r["status"] == "copied"]
+    failed = [r for r in rows if r["status"] != "copied"]
+    assert code == (1 if failed else 0)
+    for row in copied:
+        # Copied means: the destination holds exactly the source's digest (checked past the proxy).
+        repo_tag = row["source"].split("/", 1)[1]
+        repo, tag = repo_tag.rsplit(":", 1)
+        assert row["source_digest"] == row["target_digest"] == corpus.digests[repo_tag], row["source"]
+        assert dst_registry.manifest_digest(repo, tag) == corpus.digests[repo_tag], row["source"]
+    for row in failed:
+        assert row["status"] == "failed" and row["error"], dict(row)
+        assert "(gave up after 4 attempts)" in row["error"] or "unauthorized" not in row["error"], dict(row)
+    # Most images get through four attempts; the point is that none is wrong, not that all pass.
+    assert len(copied) >= len(refs) // 2, [dict(r) for r in failed]
+
+    # Faults stop: the next run finishes exactly the failed images and re-copies none of the others.
+    src.enabled = dst.enabled = False
+    copies_before = len(skopeo.copies())
+    code, second = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+    assert code == 0, [i for i in second["items"] if i["status"] == "failed"]
+    status = {i["source"]: i["status"] for i in second["items"]}
+    assert {s for s, st in status.items() if st == "copied"} <= {r["source"] for r in failed}
+    assert {r["source"] for r in copied} <= {s for s, st in status.items() if st == "skipped"}
+    assert len(skopeo.copies()) - copies_before == status_count(status, "copied")
+    for repo_tag, digest in corpus.digests.items():
+        repo, tag = repo_tag.rsplit(":", 1)
+        assert dst_registry.manifest_digest(repo, tag) == digest, repo_tag
+
+
+def status_count(status: dict[str, str], wanted: str) -> int:
+    return sum(1 for s in status.values() if s == wanted)
+
+
+def test_planning_lookups_retry_transient_errors(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    proxies: Callable[..., FaultProxy],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    digests = seeded_src(
+        {"a/one:1": "single", "a/two:1": "multi", "b/three:1": "app-a", "b/four:1": "app-b", "all:x": "single"}
+    )
+    seeded_src({"a/one:1": "single", "b/three:1": "app-a"}, registry=dst_registry)
+    src = proxies(
+        src_registry.host,
+        rules=[
+            Rule(r"^HEAD /v2/.+/manifests/", "5xx:instead", times=4),
+            Rule(r"^GET /v2/all/tags/list", "drop:before-response"),
+        ],
+    )
+    dst = proxies(dst_registry.host, retry_after=1, rules=[Rule(r"^HEAD /v2/.+/manifests/", "429", times=2)])
+    # Four injected 503s could all land on one image's lookups: allow that many retries.
+    monkeypatch.setenv("ECR_TRANSFER_MAX_ATTEMPTS", "5")
+    cfg = write_config(
+        **settings_for(src.host, dst.host, ["a/one:1", "a/two:1", "b/three:1", "b/four:1", "all:ALL_TAGS"])
+    )
+
+    started = time.monotonic()
+    code, plan = run_cli(capsys, "plan", "--config", str(cfg))
+    elapsed = time.monotonic() - started
+
+    assert code == 0, capsys.readouterr().err
+    assert src.faults() == Counter({"5xx": 4, "drop": 1}) and dst.faults() == Counter({"429": 2})
+    got = {i["source"].split("/", 1)[1]: (i["status"], i["reason"], i["source_digest"]) for i in plan["items"]}
+    assert got == {
+        "a/one:1": ("skip", "destination has the same digest", digests["a/one:1"]),
+        "a/two:1": ("copy", "not at destination", digests["a/two:1"]),
+        "b/three:1": ("skip", "destination has the same digest", digests["b/three:1"]),
+        "b/four:1": ("copy", "not at destination", digests["b/four:1"]),
+        "all:x": ("copy", "not at destination", digests["all:x"]),
+    }
+    assert elapsed >= 1.0, "the 429's Retry-After: 1 was not waited for"
+
+    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    assert code == 0, result
+    assert result["counts"] == {"planned": 5, "copied": 3, "skipped": 2, "failed": 0}
+    assert sorted(s.split("/", 1)[1] for s in skopeo.copied_sources()) == ["a/two:1", "all:x", "b/four:1"]
