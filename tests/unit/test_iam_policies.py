@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cfnlint.decode import decode_str
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,3 +198,71 @@ def test_the_bucket_refuses_plain_http() -> None:
     policy = template()["Resources"]["WorkBucketPolicy"]["Properties"]["PolicyDocument"]
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# -- what SAM itself adds ---------------------------------------------------------------------------
+_TRANSFORM = r"""
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class NoManagedPolicyLookup:
+    def load(self):
+        return {}
+
+tpl = yaml_parse(open(sys.argv[1]).read())
+for name, res in tpl["Resources"].items():
+    props = res.get("Properties", {})
+    for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+        if isinstance(props.get(key), str):
+            props[key] = "s3://artifacts/" + name  # what `sam package` puts there
+fn = tpl["Resources"]["CopierImageFunction"]["Properties"]
+fn["ImageUri"] = "123456789012.dkr.ecr.example.amazonaws.com/copier@sha256:" + "0" * 64
+print(json.dumps(transform(tpl, {}, NoManagedPolicyLookup())))
+"""
+
+
+def _sam_python() -> str | None:
+    """The interpreter the SAM CLI runs on (it has samtranslator), found through the `sam` script."""
+    import shutil
+
+    local = ROOT / ".venv-sam" / "bin" / "sam"
+    sam = shutil.which("sam") or (str(local) if local.exists() else None)
+    if sam is None:
+        return None
+    first = Path(sam).read_bytes()[:300].split(b"\n", 1)[0].decode(errors="replace")
+    python = first[2:].strip() if first.startswith("#!") else ""
+    return python if python and Path(python).exists() else None
+
+
+@pytest.mark.skipif(_sam_python() is None, reason="SAM CLI (with samtranslator) not installed")
+@pytest.mark.parametrize(("region", "partition"), [("us-east-1", "aws"), ("cn-north-1", "aws-cn")])
+def test_sam_generated_roles_add_only_basic_logging_and_tracing(region: str, partition: str) -> None:
+    """What CloudFormation's SAM transform produces in each partition: no broader grants than ours."""
+    import os
+    import subprocess
+
+    result = subprocess.run(
+        [str(_sam_python()), "-c", _TRANSFORM, str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AWS_DEFAULT_REGION": region},
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resources = json.loads(result.stdout)["Resources"]
+    allowed_managed = {
+        f"arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        f"arn:{partition}:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        f"arn:{partition}:iam::aws:policy/AWSXRayDaemonWriteAccess",
+    }
+    roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
+    assert len(roles) == 8
+    for name, role in roles.items():
+        assert set(role.get("ManagedPolicyArns") or []) <= allowed_managed, name
+        for policy in role.get("Policies") or []:
+            for entry in policy["PolicyDocument"]["Statement"]:
+                for statement in branches(entry):
+                    for action in as_list(statement["Action"]):
+                        assert "*" not in action, f"{name}: {action}"
