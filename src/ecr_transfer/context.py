@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ecr_transfer.catalog import DestinationCatalog, RegistryCatalog, SourceCatalog
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.ratelimit import RateLimiter
+from ecr_transfer.ratelimit import RateLimiter, copy_gate
 from ecr_transfer.references import ImageRef, parse_image_list
 from ecr_transfer.registry.client import CredentialLookup, RegistryClients
 from ecr_transfer.registry.credentials import Credential, SecretResolver, load_auth_files, resolve_secret
@@ -134,11 +134,7 @@ def build_context(
             clients, registry=settings.dest_registry, concurrency=max(16, settings.concurrency)
         ),
     )
-
-    def wait_for_budget(src: ImageRef, _dst: ImageRef) -> None:
-        limiter.acquire(src.registry)
-
-    context.copy_gates.append(wait_for_budget)
+    context.copy_gates.append(copy_gate(limiter, clients))
     attach_registries_conf(context)
     return context
 

@@ -59,7 +59,8 @@ class MotoServer:
 
 def helper_client(service: str, region: str, **credentials: str) -> Any:
     """A client for the test's own bookkeeping: flagged so that API call counts leave it out."""
-    client = boto3.client(service, region_name=region, **credentials)
+    make: Any = boto3.client  # typed per service literal by boto3-stubs
+    client = make(service, region_name=region, **credentials)
     client._ecr_transfer_test_helper = True
     return client
 
@@ -88,7 +89,7 @@ class ApiCalls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: Counter[tuple[str, str]] = Counter()
-        original = botocore.client.BaseClient._make_api_call
+        original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
         calls = self.calls
 
         def counting(client: Any, operation: str, params: Any) -> Any:

@@ -24,7 +24,7 @@ from ecr_transfer.ecr.pacing import EcrPacing, client_config
 from ecr_transfer.ecr.secrets import CachingResolver, SecretsManagerResolver
 from ecr_transfer.ecr.sessions import SessionFactory, SideName, SideSession, open_side
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.ratelimit import RateLimiter
+from ecr_transfer.ratelimit import RateLimiter, copy_gate
 from ecr_transfer.references import ImageRef
 from ecr_transfer.registry.client import RegistryClients
 from ecr_transfer.registry.credentials import Credential, SecretResolver
@@ -162,13 +162,12 @@ def build_ecr_context(
     for side in sides:
         credentials.register(side.host, side.tokens)
 
-    def before_copy(src_ref: ImageRef, dst_ref: ImageRef) -> None:
-        limiter.acquire(src_ref.registry)
+    def pace_push(_src: ImageRef, dst_ref: ImageRef) -> None:
         for side in sides:
             if side.host == dst_ref.registry:
                 side.catalog.before_push(dst_ref)
 
     context = TransferContext(settings, credentials, clients, source, destination)
-    context.copy_gates.append(before_copy)
+    context.copy_gates += [copy_gate(limiter, clients), pace_push]
     attach_registries_conf(context)
     return context

@@ -2,9 +2,10 @@
 
 ECR's API quotas are per account and region. PutImage (10 TPS) is the lowest, and it is spent by
 every manifest push, including the ones skopeo makes through the registry API. So each side gets
-one `EcrPacing`: our own API calls pass through it (a botocore `before-call` hook), and the
-copier asks it before each push (`before_push`). Throttling that still happens (other tools in
-the same account) is absorbed by botocore's `adaptive` retry mode, which also slows its own
+one `EcrPacing`: our own API calls pass through it (a botocore `before-parameter-build` hook:
+once per call and per page, retries excluded), and the copier asks it before each push
+(`before_push`, through TransferContext.before_copy). Throttling that still happens (other tools
+in the same account) is absorbed by botocore's `adaptive` retry mode, which also slows its own
 sending rate after a throttle.
 """
 
@@ -111,7 +112,7 @@ class EcrPacing:
 
     def attach(self, client: Any) -> None:
         """Pace every call `client` (an ECR client) makes; retries are paced by botocore."""
-        client.meta.events.register("before-call.ecr", self._before_call)
+        client.meta.events.register("before-parameter-build.ecr", self._before_call)
 
     def _before_call(self, model: Any, **_: Any) -> None:
         self.acquire(str(model.name))
