@@ -34,6 +34,8 @@ LEDGER = "ECR_TRANSFER_LEDGER"
 SKOPEO = "ECR_TRANSFER_SKOPEO"
 MAX_ATTEMPTS = "ECR_TRANSFER_MAX_ATTEMPTS"
 BACKOFF_BASE = "ECR_TRANSFER_BACKOFF_BASE"
+LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
+"""DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 
 # Standard containers/docker auth file locations, as skopeo/podman/docker read them.
 REGISTRY_AUTH_FILE = "REGISTRY_AUTH_FILE"

@@ -192,3 +192,9 @@ def test_open_ledger_url(client: Any) -> None:
     finally:
         ledger.close()
     assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
+
+
+def test_lease_length_from_the_environment(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECR_TRANSFER_LEASE_SECONDS", "7200")
+    assert DynamoDBLedger(TABLE, client=client, heartbeat=False).lease_seconds == 7200
+    assert DynamoDBLedger(TABLE, client=client, heartbeat=False, lease_seconds=60).lease_seconds == 60

@@ -35,12 +35,15 @@ a final outcome of the same run, and the latest item only moves forward (same ru
 outcome that started no earlier than the one recorded).
 
 The lease makes a second concurrent run fail fast (LedgerBusyError). It expires `lease_seconds`
-after its last renewal (a heartbeat thread renews it while the run is open in this process, and
-every `record` of the run renews it, so copier tasks keep it alive too); an expired lease, or one
-left by a dead process on this host, is taken over and its run's unfinished images are marked
-`interrupted`.
+(ECR_TRANSFER_LEASE_SECONDS, default 900) after its last renewal: a heartbeat thread renews it
+while the run is open in this process, and the first `record` of the run in any process, then one
+every lease_seconds/3, renews it too (so recorder Lambdas keep the cloud run's lease alive; set the
+variable above the longest gap between two recorder invocations, e.g. the copier task timeout).
+An expired lease, or one left by a dead process on this host, is taken over and its run's
+unfinished images are marked `interrupted`.
 
-IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query, Scan on the table.
+IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query on the table (Scan too for
+`ecr-transfer status` without --run-id, which lists the latest items).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from ecr_transfer import envvars
 from ecr_transfer.ecr.pacing import client_config
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.ledger.base import LedgerBusyError
@@ -101,7 +105,7 @@ class DynamoDBLedger:
         table_name: str,
         *,
         client: Any = None,
-        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        lease_seconds: int | None = None,
         history_days: int = DEFAULT_HISTORY_DAYS,
         clock: Callable[[], float] = time.time,
         heartbeat: bool = True,
@@ -111,7 +115,7 @@ class DynamoDBLedger:
             region = table_name.split(":")[3] if table_name.startswith("arn:") else None
             client = boto3.client("dynamodb", region_name=region, config=client_config())
         self._client = client
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or int(os.environ.get(envvars.LEDGER_LEASE_SECONDS, DEFAULT_LEASE_SECONDS))
         self.history_seconds = history_days * 86400
         self._clock = clock
         self._use_heartbeat = heartbeat
