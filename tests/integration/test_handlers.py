@@ -295,3 +295,11 @@ def test_deploy_helper_reports_failures_instead_of_hanging_the_stack(aws: dict[s
     (response,) = _Responses.received
     assert response["Status"] == "FAILED" and "Custom::Unknown" in response["Reason"]
     assert response["PhysicalResourceId"].startswith("FirstRun-")
+
+
+def test_lister_with_src_list_all_ignores_the_blank_list(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the template stores in SSM when srcImageList is empty (SSM rejects an empty value).
+    boto3.client("ssm").put_parameter(Name=LIST_PARAMETER, Value=" ", Type="String", Overwrite=True)
+    monkeypatch.setenv("SRC_LIST", "ALL")
+    result = load_handler("lister").lambda_handler(event("list_images.json"), LambdaContext())
+    assert (result["planned"], result["skipped"], result["to_copy"]) == (2, 1, 1)
