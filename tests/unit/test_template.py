@@ -6,6 +6,7 @@ installed (on PATH, or in .venv-sam); CI installs it, so there they always run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -159,13 +160,27 @@ def test_lister_and_copier_read_the_same_settings() -> None:
     task = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert _settings_env(lister) == _settings_env(task)
     # Every variable the template sets means something to the code.
-    known = set(ENV_NAMES) | {envvars.SRC_IMAGE_LIST_PARAMETER, envvars.LEDGER, batch.WORK_BUCKET}
+    known = set(ENV_NAMES) | {
+        envvars.SRC_IMAGE_LIST_PARAMETER,
+        envvars.LEDGER,
+        envvars.LEDGER_LEASE_SECONDS,
+        batch.WORK_BUCKET,
+    }
     assert set(lister) <= known
     assert set(task) <= known | {"AWS_DEFAULT_REGION"}
     # The list comes from SSM, never inline (it can be updated without a redeploy).
     assert envvars.SRC_IMAGE_LIST not in lister and envvars.SRC_IMAGE_LIST not in task
     assert lister[envvars.SRC_IMAGE_LIST_PARAMETER] == {"Ref": "ImageListParameter"}
     assert lister[envvars.LEDGER] == {"Fn::Sub": "dynamodb://${LedgerTable}"}
+
+
+def test_the_ledger_lease_outlives_a_batch() -> None:
+    """A run's lease is renewed by the recorder after each batch; one batch may run until its timeout."""
+    asl = json.loads((ROOT / "statemachine" / "ecr_replication.asl.json").read_text(encoding="utf-8"))
+    child = asl["States"]["Copy images"]["ItemProcessor"]["States"]["Copy batch on Fargate"]
+    for function in ("ListerFunction", "RecorderFunction"):
+        lease = int(props(function)["Environment"]["Variables"][envvars.LEDGER_LEASE_SECONDS])
+        assert child["TimeoutSeconds"] < lease <= child["TimeoutSeconds"] * 1.5, function
 
 
 def test_secrets_travel_as_names_only() -> None:
