@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test unit integration lint typecheck validate build bench demo clean
+.PHONY: setup test unit integration lint typecheck validate build build-zip bench demo clean
 
 setup:
 	./scripts/bootstrap.sh
@@ -22,6 +22,21 @@ lint:
 
 typecheck:
 	$(VENV)/bin/mypy src
+
+# SAM: the CLI lives in .venv-sam (its pins clash with moto's boto3).
+SAM ?= $(shell command -v sam || echo .venv-sam/bin/sam)
+
+validate:
+	$(SAM) validate --lint
+
+# Full build, copier image included: needs a Docker engine.
+build:
+	$(SAM) build
+
+# Everything but the copier image: no Docker needed (python3.12 must be on PATH; pyenv users:
+# PYENV_VERSION=3.11.7:3.12.1 make build-zip).
+build-zip:
+	$(SAM) build --exclude CopierImageFunction
 
 demo: setup
 	$(VENV)/bin/ecr-transfer demo

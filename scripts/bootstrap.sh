@@ -25,3 +25,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+
+# The SAM CLI pins an older boto3 than moto and the product want, so it lives in its own venv.
+# Tests use it for `sam validate --lint` and `sam build` of the zip functions.
+if [ ! -x .venv-sam/bin/sam ]; then
+  python3 -m venv .venv-sam
+  .venv-sam/bin/python -m pip install -q --upgrade pip
+  .venv-sam/bin/python -m pip install -q 'aws-sam-cli>=1.120'
+fi
