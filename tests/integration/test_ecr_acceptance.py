@@ -84,6 +84,15 @@ def test_ecr_to_china_ecr_with_dynamodb_ledger(
     assert row["RunId"]["S"] == first["run_id"]
     assert len(skopeo_recorder.copies()) == 5
     first_calls = dict(api.calls)
+    # Neither the China keys nor a registry token ended up in the ledger or on a command line.
+    secret = json.loads(
+        boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(SecretId=settings.dest_credential)[
+            "SecretString"
+        ]
+    )
+    everything = json.dumps(ddb.scan(TableName=TABLE)["Items"]) + json.dumps(skopeo_recorder.calls())
+    for value in (secret["access_key_id"], secret["secret_access_key"], "auth-token"):
+        assert value not in everything
 
     api.reset()
     code, second = cli_json(capsys, *args)

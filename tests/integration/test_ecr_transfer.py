@@ -61,6 +61,9 @@ def test_all_repositories_cross_partition_with_created_repositories(
     # Pushes went to the endpoint itself (registries.conf `location` is ignored for pushes).
     assert all(c[-1].startswith(f"docker://{b.address}/") for c in skopeo_recorder.copies())
     assert all(any(a == "--registries-conf" for a in c) for c in skopeo_recorder.copies())
+    # Registry tokens reach skopeo through its 0600 authfile only, never its command line.
+    argv = " ".join(a for c in skopeo_recorder.calls() for a in c)
+    assert "auth-token" not in argv and "--creds" not in argv and "--authfile" in argv
 
 
 def test_immutable_tags_same_digest_skipped_different_digest_conflict(

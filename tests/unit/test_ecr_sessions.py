@@ -8,6 +8,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.credentials import AssumeRoleCredentialFetcher
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from ecr_transfer.ecr.catalog import EcrCatalog
@@ -101,6 +103,19 @@ def test_assume_role_with_external_id(aws: None) -> None:
     assert EcrCatalog(side.client("ecr"), registry=side.host, registry_id=side.account_id).repositories() == [
         "only-in-role-account"
     ]
+
+
+def test_a_role_that_cannot_be_assumed_is_a_configuration_error(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any) -> Any:
+        error = {"Code": "AccessDenied", "Message": "User is not authorized to perform: sts:AssumeRole"}
+        raise ClientError({"Error": error}, "AssumeRole")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AssumeRoleCredentialFetcher, "fetch_credentials", refuse)
+    with pytest.raises(ConfigError) as raised:
+        open_side(settings(srcRoleArn=ROLE, srcExternalId="wrong", destRegion="eu-west-1"), "source")
+    assert str(raised.value) == (
+        f"cannot assume srcRoleArn {ROLE}: AccessDenied: User is not authorized to perform: sts:AssumeRole"
+    )
 
 
 def role_keys() -> dict[str, str]:

@@ -164,10 +164,7 @@ def _check_role(session: boto3.Session, config: SideConfig) -> None:
         if credentials is not None:
             credentials.get_frozen_credentials()
     except (ClientError, BotoCoreError) as exc:
-        raise ConfigError(
-            f"cannot assume {config.prefix}RoleArn {config.role_arn}: {_describe(exc)}",
-            source=f"{config.prefix}RoleArn",
-        ) from None
+        raise ConfigError(f"cannot assume {config.prefix}RoleArn {config.role_arn}: {_describe(exc)}") from None
 
 
 @dataclass(frozen=True, slots=True)
