@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -142,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     handlers = {"run": _run, "plan": _plan, "status": _status, "demo": _demo}
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return int(handlers[args.command](args))
     except ConfigError as exc:
@@ -153,6 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (kill, systemd, docker stop) stops a run as Ctrl-C does: running copies end, the
+    # rest are recorded interrupted and the ledger lease is released. Python's default would
+    # die on the spot, leaving the lease and every in-flight image for the next run to recover.
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -64,12 +65,15 @@ class Copier:
         max_attempts: int | None = None,
         backoff: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
         self.context = context
         self.run_id = run_id
         self.max_attempts = max_attempts or int(os.environ.get(envvars.MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
         self.backoff = backoff if backoff is not None else float(os.environ.get(envvars.BACKOFF_BASE, DEFAULT_BACKOFF))
         self._sleep = sleep
+        self._stop = stop
+        """Set when the run is being stopped (Ctrl-C, SIGTERM): no new attempt starts after that."""
 
     def _authfile_entries(self, *registries: str) -> dict[str, Credential]:
         entries: dict[str, Credential] = {}
@@ -127,6 +131,26 @@ class Copier:
             )
         return written, landed
 
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _interrupted(self, item: WorkItem, started: str, attempts: int, exc: TransferError) -> Outcome:
+        # Ctrl-C also kills skopeo (same process group): that failure is the stop, not a fault to retry.
+        log.warning("%s: stopped during attempt %d (%s)", item.source, attempts, exc)
+        return Outcome(
+            self.run_id,
+            item.source,
+            item.target,
+            "interrupted",
+            item.source_digest,
+            item.target_digest,
+            attempts,
+            f"the run was stopped while this image was being copied ({exc}); the next run re-plans it",
+            started,
+            now(),
+            item.reason,
+        )
+
     def copy(self, item: WorkItem, on_retry: Callable[[WorkItem, int, TransferError], None] | None = None) -> Outcome:
         started = now()
         attempts = 0
@@ -166,11 +190,15 @@ class Copier:
                         now(),
                         item.reason,
                     )
+                if self._stopping():
+                    return self._interrupted(item, started, attempts, exc)
                 if on_retry is not None:
                     on_retry(item, attempts, exc)
                 delay = _backoff(attempts, self.backoff, exc.retry_after)
                 log.warning("%s: attempt %d failed (%s); retrying in %.1fs", item.source, attempts, exc, delay)
                 self._sleep(delay)
+                if self._stopping():
+                    return self._interrupted(item, started, attempts, exc)
                 continue
             log.info("%s: copied %s to %s (attempt %d)", item.source, written, item.target, attempts)
             reason = item.reason

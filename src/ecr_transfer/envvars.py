@@ -34,6 +34,8 @@ LEDGER = "ECR_TRANSFER_LEDGER"
 SKOPEO = "ECR_TRANSFER_SKOPEO"
 MAX_ATTEMPTS = "ECR_TRANSFER_MAX_ATTEMPTS"
 BACKOFF_BASE = "ECR_TRANSFER_BACKOFF_BASE"
+COPY_TIMEOUT = "ECR_TRANSFER_COPY_TIMEOUT"
+"""Seconds one skopeo copy may take before it is killed and retried (a stalled connection)."""
 LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ def copy_items(
     progress: Progress | None = None,
 ) -> list[Outcome]:
     """Copy up to `concurrency` images at once; every item ends with exactly one final outcome."""
-    copier = Copier(context, run_id)
+    stop = threading.Event()
+    copier = Copier(context, run_id, stop=stop)
     outcomes: list[Outcome] = []
     pending = copy_order(items)
     if not pending:
@@ -103,7 +105,8 @@ def copy_items(
                 if nxt is not None:
                     running[pool.submit(work, nxt)] = nxt
     except BaseException:
-        # Ctrl-C / SIGTERM: let running copies end, and say what never started.
+        # Ctrl-C / SIGTERM: let running copies end (without retrying), and say what never started.
+        stop.set()
         for future in running:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

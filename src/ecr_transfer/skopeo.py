@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,12 +88,54 @@ def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
     return argv
 
 
-def copy(request: CopyRequest, timeout: float = 3600.0) -> str:
+DEFAULT_COPY_TIMEOUT = 3600.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """Linux: skopeo gets SIGKILL when the thread that started it dies.
+
+    Without it a CLI killed with SIGKILL (OOM killer, `kill -9`) leaves its skopeo processes
+    pushing on their own while the next run, which sees a dead lease, copies the same images.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+
+    def preexec() -> None:
+        # Only a foreign call and getppid here: no lock another thread could hold at fork time.
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(137)
+
+    return preexec
+
+
+def copy_timeout() -> float:
+    return float(os.environ.get(envvars.COPY_TIMEOUT) or DEFAULT_COPY_TIMEOUT)
+
+
+def copy(request: CopyRequest, timeout: float | None = None) -> str:
     """Run one copy attempt; return the digest skopeo wrote. Raises a classified TransferError.
 
     skopeo's own retries are off (`--retry-times 0`): our retry loop classifies each failure and
-    backs off, so a permanent error is not retried three times inside skopeo as well.
+    backs off, so a permanent error is not retried three times inside skopeo as well. skopeo has
+    no read timeout of its own, so a stalled connection hangs it: after `timeout` seconds
+    (ECR_TRANSFER_COPY_TIMEOUT, default an hour) it is killed and the attempt is transient.
     """
+    timeout = timeout or copy_timeout()
     with tempfile.TemporaryDirectory(prefix="ecr-transfer-copy-") as work:
         digestfile = Path(work) / "digest"
         env = dict(os.environ)
@@ -106,6 +151,7 @@ def copy(request: CopyRequest, timeout: float = 3600.0) -> str:
                 text=True,
                 timeout=timeout,
                 check=False,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         except subprocess.TimeoutExpired:
             raise TransientError(f"skopeo copy timed out after {timeout:.0f}s") from None
