@@ -72,6 +72,7 @@ class RegistryClient:
         self._base: str | None = None
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._base_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
 
     # -- connection -------------------------------------------------------------------------
@@ -89,15 +90,24 @@ class RegistryClient:
     def base_url(self) -> str:
         if self._base is not None:
             return self._base
-        last: Exception | None = None
-        for candidate in self._candidates():
-            try:
-                self._pool.request("GET", candidate + "/v2/", timeout=self._timeout, retries=False)
-            except urllib3.exceptions.HTTPError as exc:
-                last = exc
-                continue
-            self._base = candidate
-            return candidate
+        candidates = self._candidates()
+        if len(candidates) == 1:
+            # Nothing to choose: no /v2/ probe, the first real request says if the registry is there.
+            self._base = candidates[0]
+            return self._base
+        # An insecure registry: probe once per client, not once per worker thread that gets here first.
+        with self._base_lock:
+            if self._base is not None:
+                return self._base
+            last: Exception | None = None
+            for candidate in candidates:
+                try:
+                    self._pool.request("GET", candidate + "/v2/", timeout=self._timeout, retries=False)
+                except urllib3.exceptions.HTTPError as exc:
+                    last = exc
+                    continue
+                self._base = candidate
+                return candidate
         raise TransientError(f"cannot reach registry {self.registry}: {last}")
 
     # -- auth -------------------------------------------------------------------------------
