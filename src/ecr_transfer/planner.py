@@ -79,8 +79,12 @@ def plan(
         raise ConfigError(str(exc), source="destPrefix") from None
     # A digest-pinned source needs no lookup: the pin is the digest.
     unpinned = [s for s in sources if not s.digest]
-    looked_up = dict(zip(unpinned, source.digests(unpinned), strict=True))
-    dst_digests = destination.digests(targets)
+    # Both sides at once: neither lookup needs the other's answer, and across a WAN the plan
+    # takes one side's round trips instead of the sum of both.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-source") as sides:
+        src_future = sides.submit(source.digests, unpinned)
+        dst_digests = destination.digests(targets)
+        looked_up = dict(zip(unpinned, src_future.result(), strict=True))
     items: list[WorkItem] = []
     for src, dst, dst_digest in zip(sources, targets, dst_digests, strict=True):
         src_digest = src.digest or looked_up[src]
