@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from ecr_transfer.local.registry import LocalRegistry
 from support.corpus import Corpus, build_corpus
 from support.faultproxy import wait_for
+from support.runs import count_status, ledger_rows, start_cli
 from support.skopeo_wrapper import Skopeo, install
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,35 +42,8 @@ def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
     return install(tmp_path, monkeypatch)
 
 
-def cli(
-    cfg: Path, ledger: Path, *, delay: float = 0.0, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    env = {**os.environ, "FAULT_SKOPEO_DELAY": str(delay), **(extra_env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ecr_transfer.cli", "run", "--config", str(cfg), "--ledger", str(ledger), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell job would be
-    )
-
-
-def rows(ledger: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
-    if not ledger.exists():
-        return []
-    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql, args).fetchall()]
-    except sqlite3.OperationalError:
-        return []  # schema not created yet
-    finally:
-        db.close()
-
-
 def copied_count(ledger: Path) -> int:
-    return len(rows(ledger, "SELECT source FROM outcomes WHERE status = 'copied'"))
+    return count_status(ledger, "copied")
 
 
 def alive(pid: int) -> bool:
@@ -100,7 +72,7 @@ def config_for(write_config: Callable[..., Path], src: LocalRegistry, dst: Local
 def kill_mid_run(
     how: Callable[[subprocess.Popen[str]], None], cfg: Path, ledger: Path, corpus: Corpus, skopeo: Skopeo
 ) -> tuple[subprocess.Popen[str], str]:
-    proc = cli(cfg, ledger, delay=1.0)
+    proc = start_cli(cfg, ledger, delay=1.0)
 
     def in_flight() -> bool:
         # Two images done and a skopeo that started a moment ago, so it is surely still running
@@ -122,9 +94,9 @@ def kill_mid_run(
 def check_second_run(
     cfg: Path, ledger: Path, corpus: Corpus, dst: LocalRegistry, skopeo: Skopeo, first_run: str
 ) -> dict[str, Any]:
-    done_before = {r["source"] for r in rows(ledger, "SELECT source FROM outcomes WHERE status = 'copied'")}
+    done_before = {r["source"] for r in ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = 'copied'")}
     copies_before = len(skopeo.copies())
-    proc = cli(cfg, ledger)
+    proc = start_cli(cfg, ledger)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     result = json.loads(out)
@@ -137,9 +109,9 @@ def check_second_run(
         repo, tag = repo_tag.rsplit(":", 1)
         assert dst.manifest_digest(repo, tag) == digest, repo_tag
     # Nothing is left "in progress", and whatever the dead run left unfinished says why.
-    assert rows(ledger, "SELECT * FROM outcomes WHERE status = 'in_progress'") == []
-    assert rows(ledger, "SELECT * FROM latest WHERE status = 'in_progress'") == []
-    for row in rows(ledger, "SELECT * FROM outcomes WHERE run_id = ? AND status = 'interrupted'", first_run):
+    assert ledger_rows(ledger, "SELECT * FROM outcomes WHERE status = 'in_progress'") == []
+    assert ledger_rows(ledger, "SELECT * FROM latest WHERE status = 'in_progress'") == []
+    for row in ledger_rows(ledger, "SELECT * FROM outcomes WHERE run_id = ? AND status = 'interrupted'", first_run):
         assert row["error"] and "the next run re-plans it" in row["error"], row
     return result
 
@@ -161,17 +133,19 @@ def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
     # run copies the same image. The last one started < 0.3 s before the kill and sleeps 1 s.
     started = [int(r["pid"]) for r in skopeo.records()]  # type: ignore[call-overload]
     assert wait_for(lambda: not any(alive(pid) for pid in started), timeout=0.5), [p for p in started if alive(p)]
-    (first,) = rows(ledger, "SELECT * FROM runs")
+    (first,) = ledger_rows(ledger, "SELECT * FROM runs")
     assert first["state"] == "running", "a SIGKILLed run cannot have closed itself"
-    in_flight = rows(ledger, "SELECT source FROM outcomes WHERE status = 'in_progress'")
+    in_flight = ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = 'in_progress'")
     assert in_flight, "the kill landed between copies: nothing to recover"
 
     result = check_second_run(cfg, ledger, corpus, dst_registry, skopeo, first["run_id"])
-    run = {r["run_id"]: r for r in rows(ledger, "SELECT * FROM runs")}
+    run = {r["run_id"]: r for r in ledger_rows(ledger, "SELECT * FROM runs")}
     assert run[first["run_id"]]["state"] == "interrupted"
     assert "ended before the run finished" in run[first["run_id"]]["note"]
     assert run[result["run_id"]]["state"] == "finished"
-    interrupted = rows(ledger, "SELECT * FROM outcomes WHERE run_id = ? AND status = 'interrupted'", first["run_id"])
+    interrupted = ledger_rows(
+        ledger, "SELECT * FROM outcomes WHERE run_id = ? AND status = 'interrupted'", first["run_id"]
+    )
     assert {r["source"] for r in interrupted} == {r["source"] for r in in_flight}
 
 
@@ -200,10 +174,10 @@ def test_graceful_stop_records_every_image_and_releases_the_ledger(
 
     assert proc.returncode == 130, err
     assert err.rstrip().endswith("interrupted"), err
-    (first,) = rows(ledger, "SELECT * FROM runs")
+    (first,) = ledger_rows(ledger, "SELECT * FROM runs")
     assert first["state"] == "interrupted" and first["ended_at"]
-    assert rows(ledger, "SELECT * FROM lease") == [], "a stopped run must release the ledger"
-    outcomes = rows(ledger, "SELECT * FROM outcomes WHERE run_id = ?", first["run_id"])
+    assert ledger_rows(ledger, "SELECT * FROM lease") == [], "a stopped run must release the ledger"
+    outcomes = ledger_rows(ledger, "SELECT * FROM outcomes WHERE run_id = ?", first["run_id"])
     # Every planned image has exactly one final outcome: done, or interrupted with the reason.
     assert sorted(o["source"] for o in outcomes) == sorted(f"{corpus_src.host}/{r}" for r in corpus.digests)
     assert {o["status"] for o in outcomes} <= {"copied", "interrupted"}, outcomes

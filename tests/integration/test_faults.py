@@ -21,7 +21,8 @@ from ecr_transfer import cli
 from ecr_transfer.local.registry import LocalRegistry
 from ecr_transfer.model import FINAL_STATUSES
 from support.corpus import Corpus, build_corpus
-from support.faultproxy import FaultProxy, Rule
+from support.faultproxy import FaultProxy, Rule, wait_for
+from support.runs import count_status, start_cli
 from support.skopeo_wrapper import Skopeo, install
 
 pytestmark = pytest.mark.timeout(240)
@@ -63,6 +64,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[s
 
 
 def ledger_rows(ledger: Path, run_id: str) -> list[sqlite3.Row]:
+    """One run's outcome rows."""
     db = sqlite3.connect(ledger)
     db.row_factory = sqlite3.Row
     return db.execute("SELECT * FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
@@ -193,3 +195,83 @@ def test_planning_lookups_retry_transient_errors(
     assert code == 0, result
     assert result["counts"] == {"planned": 5, "copied": 3, "skipped": 2, "failed": 0}
     assert sorted(s.split("/", 1)[1] for s in skopeo.copied_sources()) == ["a/two:1", "all:x", "b/four:1"]
+
+
+def test_stalled_transfer_is_killed_after_the_copy_timeout_and_retried(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    proxies: Callable[..., FaultProxy],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    digests = seeded_src({"slow/app:1": "app-a"})
+    # The first layer download sends half its bytes, then nothing for 30 s: skopeo has no read
+    # timeout, so without ours the copy would sit there.
+    src = proxies(src_registry.host, rules=[Rule(r"^GET /v2/slow/app/blobs/", "stall", stall_seconds=30)])
+    monkeypatch.setenv("ECR_TRANSFER_COPY_TIMEOUT", "3")
+    cfg = write_config(**settings_for(src.host, dst_registry.host, ["slow/app:1"]))
+
+    started = time.monotonic()
+    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+
+    assert code == 0, result
+    assert src.faults() == Counter({"stall": 1})
+    assert 3 <= time.monotonic() - started < 20
+    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    assert (row["status"], row["attempts"], row["target_digest"]) == ("copied", "2", digests["slow/app:1"])
+    assert dst_registry.manifest_digest("slow/app", "1") == digests["slow/app:1"]
+    assert len(skopeo.copies()) == 2
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
+    side: str,
+    corpus: Corpus,
+    corpus_src: LocalRegistry,
+    dst_registry: LocalRegistry,
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    refs = sorted(corpus.digests)[:8]
+    cfg = write_config(**settings_for(corpus_src.host, dst_registry.host, refs, concurrency=2))
+    ledger = tmp_path / "ledger.db"
+    away = corpus_src if side == "source" else dst_registry
+
+    proc = start_cli(cfg, ledger, delay=0.3)
+    assert wait_for(lambda: count_status(ledger, "copied") >= 2, timeout=60)
+    away.stop(keep_storage=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        away.start()  # same port, same storage: the registry is back
+
+    first = json.loads(out)
+    assert proc.returncode == 1, err
+    assert first["counts"]["planned"] == len(refs)
+    failed = [i for i in first["items"] if i["status"] == "failed"]
+    copied = [i for i in first["items"] if i["status"] == "copied"]
+    assert failed and len(copied) >= 2 and len(failed) + len(copied) == len(refs), first["items"]
+    for item in failed:
+        # The report names the image and the cause: the registry refused connections.
+        assert "connection refused" in item["error"] and away.host in item["error"], item
+        assert item["error"].endswith("(gave up after 3 attempts)"), item
+    assert ledger_rows(ledger, "SELECT * FROM outcomes WHERE status = 'in_progress'") == []
+
+    copies_before = len(skopeo.copies())
+    code, second = subprocess_run(cfg, ledger)
+    assert code == 0, second
+    assert sorted(skopeo.copied_sources()[copies_before:]) == sorted(i["source"] for i in failed)
+    for ref in refs:
+        repo, tag = ref.rsplit(":", 1)
+        assert dst_registry.manifest_digest(repo, tag) == corpus.digests[ref], ref
+
+
+def subprocess_run(cfg: Path, ledger: Path) -> tuple[int, dict[str, Any]]:
+    proc = start_cli(cfg, ledger)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, json.loads(out) if out.strip() else {"stderr": err}

@@ -1,0 +1,53 @@
+"""The CLI as a real subprocess, and read-only looks into its SQLite ledger while it runs."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def start_cli(
+    cfg: Path, ledger: Path, *args: str, delay: float = 0.0, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`ecr-transfer run --json`; FAULT_SKOPEO_DELAY slows every skopeo call (see skopeo_wrapper)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ecr_transfer.cli",
+            "run",
+            "--config",
+            str(cfg),
+            "--ledger",
+            str(ledger),
+            "--json",
+            *args,
+        ],
+        env={**os.environ, "FAULT_SKOPEO_DELAY": str(delay), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell job would be
+    )
+
+
+def ledger_rows(ledger: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of a query, [] while the ledger or its schema does not exist yet."""
+    if not ledger.exists():
+        return []
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(sql, args).fetchall()]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def count_status(ledger: Path, status: str) -> int:
+    return len(ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = ?", status))
