@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from ecr_transfer.blobsched import BlobSchedule, blob_sets
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier, now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger
@@ -63,6 +64,7 @@ def copy_items(
     pending = copy_order(items)
     if not pending:
         return outcomes
+    schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
 
     def work(item: WorkItem) -> Outcome:
         ledger.record(
@@ -88,22 +90,23 @@ def copy_items(
         if progress is not None:
             progress.finished(outcome)
 
-    queue = iter(pending)
     running: dict[Future[Outcome], WorkItem] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="copy")
+
+    def fill() -> None:
+        while len(running) < concurrency and (nxt := schedule.take()) is not None:
+            running[pool.submit(work, nxt)] = nxt
+
     try:
-        for item in queue:
-            running[pool.submit(work, item)] = item
-            if len(running) >= concurrency:
-                break
+        fill()
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                running.pop(future)
-                done(future.result())
-                nxt = next(queue, None)
-                if nxt is not None:
-                    running[pool.submit(work, nxt)] = nxt
+                item = running.pop(future)
+                outcome = future.result()
+                schedule.finished(item, outcome.status in ("copied", "skipped"))
+                done(outcome)
+            fill()
     except BaseException:
         # Ctrl-C / SIGTERM: let running copies end (without retrying), and say what never started.
         stop.set()
@@ -115,7 +118,7 @@ def copy_items(
                 done(future.result())
             else:
                 done(_interrupted(run_id, item))
-        for item in queue:
+        for item in schedule.rest():
             done(_interrupted(run_id, item))
         raise
     pool.shutdown(wait=True)

@@ -204,6 +204,17 @@ class RegistryClient:
         length = resp.headers.get("Content-Length")
         return ManifestInfo(digest, resp.headers.get("Content-Type"), int(length) if length else None)
 
+    def get_manifest(self, repository: str, reference: str) -> bytes | None:
+        """The manifest or index bytes; None when absent. A GET counts as a pull on Docker Hub."""
+        what = f"manifest {self.registry}/{repository}:{reference}"
+        url = f"{self.base_url()}/v2/{repository}/manifests/{reference}"
+        resp = self._request("GET", url, f"repository:{repository}:pull", what)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            self._raise_for(resp, what)
+        return resp.data
+
     def list_tags(self, repository: str) -> list[str]:
         """Every tag, following `Link: rel="next"` pagination."""
         what = f"tag list of {self.registry}/{repository}"

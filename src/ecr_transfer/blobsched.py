@@ -1,0 +1,121 @@
+"""Copy order that uploads each shared blob once: images sharing a blob never copy it at the same time.
+
+skopeo skips a blob the destination repository has and mounts one its blob-info cache has seen
+pushed to another repository of the same registry, but two copies running at once both see
+"missing" and both upload. So before copying, the source manifests of the images to copy are
+read (one GET each, plus one per platform of an index) and a copy starts only when none of its
+blobs is being uploaded by a running copy; once that copy succeeds, its blobs are free for
+everyone (skipped or mounted). Blobs no one else needs never hold anything up.
+
+Docker Hub counts every manifest GET against its pull limit, so images from there are not
+inspected and are scheduled as before (in order, unconstrained).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from ecr_transfer.errors import TransferError
+from ecr_transfer.model import WorkItem
+from ecr_transfer.references import DOCKER_HUB, parse_reference
+from ecr_transfer.registry.client import RegistryClients
+from ecr_transfer.registry.mediatypes import INDEX_TYPES
+
+log = logging.getLogger(__name__)
+_MAX_CHILDREN = 32
+"""An index with more platforms than this is not inspected (each one is a GET)."""
+
+
+def _blobs(doc: Mapping[str, object]) -> set[str]:
+    found: set[str] = set()
+    config = doc.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        found.add(config["digest"])
+    for layer in doc.get("layers") or []:  # type: ignore[attr-defined]
+        if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
+            found.add(layer["digest"])
+    return found
+
+
+def image_blobs(clients: RegistryClients, item: WorkItem) -> frozenset[str]:
+    """Config and layer digests of every platform of the item's source; empty when unknown."""
+    ref = parse_reference(item.source)
+    if ref.registry == DOCKER_HUB:
+        return frozenset()
+    client = clients.get(ref.registry)
+    try:
+        body = client.get_manifest(ref.repository, item.source_digest or ref.reference)
+        if body is None:
+            return frozenset()
+        doc = json.loads(body)
+        children = doc.get("manifests")
+        if doc.get("mediaType") in INDEX_TYPES or isinstance(children, list):
+            blobs: set[str] = set()
+            if not isinstance(children, list) or len(children) > _MAX_CHILDREN:
+                return frozenset()
+            for child in children:
+                child_body = client.get_manifest(ref.repository, child["digest"])
+                if child_body is not None:
+                    blobs |= _blobs(json.loads(child_body))
+            return frozenset(blobs)
+        return frozenset(_blobs(doc))
+    except (TransferError, ValueError, KeyError, TypeError) as exc:
+        # Not knowing only costs a possible duplicate upload; the copy itself will report real trouble.
+        log.debug("%s: blobs not known (%s); copied without ordering", item.source, exc)
+        return frozenset()
+
+
+def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 8) -> dict[str, frozenset[str]]:
+    """item.source -> its blobs, for a batch of copies (nothing to order for fewer than two)."""
+    if len(items) < 2:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="blobs") as pool:
+        found = list(pool.map(lambda item: image_blobs(clients, item), items))
+    return {item.source: blobs for item, blobs in zip(items, found, strict=True)}
+
+
+class BlobSchedule:
+    """Hands out items in order, holding back any whose shared blobs a running copy is uploading."""
+
+    def __init__(self, items: Iterable[WorkItem], blobs: Mapping[str, frozenset[str]]) -> None:
+        self._pending = list(items)
+        uses = Counter(b for item in self._pending for b in blobs.get(item.source, frozenset()))
+        # Only blobs that two or more images share can race; a blob of one image never waits.
+        self._shared = {
+            item.source: frozenset(b for b in blobs.get(item.source, ()) if uses[b] > 1) for item in self._pending
+        }
+        self._uploading: set[str] = set()
+        self._claimed: dict[str, frozenset[str]] = {}
+        self._landed: set[str] = set()
+
+    def take(self) -> WorkItem | None:
+        """The first pending item free to start now, or None (nothing pending, or all held back)."""
+        for index, item in enumerate(self._pending):
+            shared = self._shared.get(item.source, frozenset())
+            if shared & self._uploading:
+                continue
+            claim = shared - self._landed
+            self._uploading |= claim
+            self._claimed[item.source] = claim
+            return self._pending.pop(index)
+        return None
+
+    def finished(self, item: WorkItem, landed: bool) -> None:
+        """A copy ended; its blobs are at the destination when it succeeded."""
+        claim = self._claimed.pop(item.source, frozenset())
+        self._uploading -= claim
+        if landed:
+            self._landed |= self._shared.get(item.source, frozenset())
+
+    def rest(self) -> list[WorkItem]:
+        """Items never started (after an interruption)."""
+        rest, self._pending = self._pending, []
+        return rest
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
