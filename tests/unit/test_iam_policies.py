@@ -2,7 +2,7 @@
 
 Both branches of every Fn::If are checked, so a condition cannot hide a broad grant. `"*"` as a
 resource is allowed only for the actions below, each of which either has no resource type in
-IAM or is documented that way by the service that needs it (docs/deploy.md lists them too).
+IAM or is documented that way by the service that needs it (the README lists them too).
 """
 
 from __future__ import annotations
