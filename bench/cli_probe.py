@@ -1,14 +1,13 @@
 """`ecr-transfer` exactly as its console script runs it, reporting its own peak RSS at exit.
 
 The wrapper adds no import of its own before the CLI's (os and sys are loaded by Python's start-up,
-resource costs microseconds, json is loaded at exit), so start-up time stays the CLI's.
+json is loaded at exit), so start-up time stays the CLI's.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import resource
 import sys
 
 
@@ -17,8 +16,11 @@ def _report() -> None:
     if out:
         import json
 
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        data = {"maxrss_kb": usage.ru_maxrss, "boto3": "boto3" in sys.modules, "modules": len(sys.modules)}
+        # VmHWM, not getrusage: ru_maxrss also counts the RSS the process had before exec, which
+        # after fork is the parent's (the harness's), not the CLI's.
+        with open("/proc/self/status") as status:
+            hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        data = {"maxrss_kb": hwm, "boto3": "boto3" in sys.modules, "modules": len(sys.modules)}
         with open(out, "w") as handle:
             json.dump(data, handle)
 

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ecr_transfer.local.accesslog import RegistryRequest, RequestKind
 
@@ -39,6 +40,10 @@ class Run:
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     """registry role ("source"/"destination") -> request kind -> count."""
     blobs_uploaded_twice: int = 0
+    cpu_tool_s: float = 0.0
+    """CPU seconds of the tool's processes (the CLI with its skopeo children, skopeo, the floor client)."""
+    cpu_registries_s: float = 0.0
+    cpu_proxies_s: float = 0.0
     scale: float = 1.0
     """Measured on a sample of the tags: times and counts are multiplied by this to stand for all."""
     ok: bool = True
@@ -89,10 +94,17 @@ def can_isolate_cache() -> bool:
     return probe.returncode == 0
 
 
-def run_process(
-    argv: Sequence[str], env: Mapping[str, str], *, timeout: float, cwd: Path | None = None
-) -> tuple[float, int, int, str]:
-    """(wall seconds, return code, peak RSS KiB of the whole tree, stderr tail)."""
+class Proc(NamedTuple):
+    wall: float
+    rc: int
+    tree_kb: int
+    """Peak RSS of the process tree (wait4); after fork this includes what the harness had."""
+    tail: str
+    cpu: float
+    """User + system seconds of the process and every child it waited for."""
+
+
+def run_process(argv: Sequence[str], env: Mapping[str, str], *, timeout: float, cwd: Path | None = None) -> Proc:
     err_path = Path(env.get("BENCH_STDERR", "/dev/null"))
     with open(err_path, "wb") as err, open(env.get("BENCH_STDOUT", "/dev/null"), "wb") as out:
         started = time.perf_counter()
@@ -111,7 +123,19 @@ def run_process(
     tail = ""
     if err_path != Path("/dev/null"):
         tail = err_path.read_text(errors="replace")[-1500:]
-    return wall, proc.returncode, usage.ru_maxrss, tail
+    return Proc(wall, proc.returncode, usage.ru_maxrss, tail, usage.ru_utime + usage.ru_stime)
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system seconds a running process has used so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_probe(path: Path) -> dict[str, object]:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import corpus, rawhttp
+from bench.measure import process_cpu
 from ecr_transfer.local.oci import OCI_INDEX, read_blob
 from ecr_transfer.local.registry import LocalRegistry
 
@@ -68,6 +69,10 @@ class Fronts:
             return f"127.0.0.1:{port}"
         raise RuntimeError(f"{registry.host} already has a front")
 
+    def cpu(self) -> float:
+        """CPU seconds the running proxies have used so far."""
+        return sum(process_cpu(proc.pid) for proc in self._procs.values())
+
     def drop(self, registry: LocalRegistry) -> None:
         proc = self._procs.pop(registry.host, None)
         if proc is not None:
@@ -79,6 +84,12 @@ class Fronts:
             proc = self._procs.pop(host)
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def registries_cpu(*registries: LocalRegistry) -> float:
+    """CPU seconds the registry processes have used so far."""
+    # LocalRegistry has no public pid; its Popen is read here, never changed.
+    return sum(process_cpu(r._proc.pid if r._proc is not None else None) for r in registries)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import CLI_PROBE, Run, Skopeo, read_probe, run_process
+from bench.measure import CLI_PROBE, Proc, Run, Skopeo, read_probe, run_process
 
 PLUGIN_PARALLELISM = 10
 """The plugin's Step Functions Map ran at most 10 copies at once."""
@@ -77,13 +77,13 @@ def ecr_transfer(target: Target, skopeo: Skopeo, *, tag: str) -> Run:
     env["BENCH_STDERR"] = str(target.workdir / f"stderr-{tag}.txt")
     env["BENCH_STDOUT"] = str(target.workdir / f"stdout-{tag}.json")
     argv = [sys.executable, str(CLI_PROBE), "run", "--config", str(config), "--ledger", str(ledger), "--json"]
-    wall, rc, tree_kb, tail = run_process(argv, env, timeout=target.timeout)
+    p = run_process(argv, env, timeout=target.timeout)
     info = read_probe(probe)
     maxrss = info.get("maxrss_kb")
     run = Run(
-        "ecr-transfer", wall, rc, tail if rc else "", Skopeo.count(env),
-        maxrss_self_kb=int(maxrss) if isinstance(maxrss, int) else None, maxrss_tree_kb=tree_kb,
-        boto3_imported=bool(info.get("boto3")), ok=rc == 0,
+        "ecr-transfer", p.wall, p.rc, p.tail if p.rc else "", Skopeo.count(env),
+        maxrss_self_kb=int(maxrss) if isinstance(maxrss, int) else None, maxrss_tree_kb=p.tree_kb,
+        boto3_imported=bool(info.get("boto3")), ok=p.rc == 0, cpu_tool_s=p.cpu,
     )  # fmt: skip
     try:
         run.note = json.dumps(json.loads(Path(env["BENCH_STDOUT"]).read_text())["counts"])
@@ -100,8 +100,11 @@ def skopeo_sync(target: Target, skopeo: Skopeo, *, tag: str) -> Run:
     source.write_text(json.dumps({target.src: {"images": images, "tls-verify": False}}))
     argv = [env["ECR_TRANSFER_SKOPEO"], *_skopeo_global(), "sync", "--all", "--src", "yaml", "--dest", "docker"]
     argv += ["--dest-tls-verify=false", str(source), f"{target.dst}/{target.namespace}"]
-    wall, rc, tree_kb, tail = run_process(argv, env, timeout=target.timeout)
-    return Run("skopeo sync", wall, rc, tail if rc else "", Skopeo.count(env), maxrss_tree_kb=tree_kb, ok=rc == 0)
+    p = run_process(argv, env, timeout=target.timeout)
+    return Run(
+        "skopeo sync", p.wall, p.rc, p.tail if p.rc else "", Skopeo.count(env), maxrss_tree_kb=p.tree_kb,
+        ok=p.rc == 0, cpu_tool_s=p.cpu,
+    )  # fmt: skip
 
 
 def skopeo_copies(target: Target, skopeo: Skopeo, *, tag: str, refs: list[str] | None = None) -> Run:
@@ -109,7 +112,7 @@ def skopeo_copies(target: Target, skopeo: Skopeo, *, tag: str, refs: list[str] |
     env = {**os.environ, **skopeo.fresh()}
     todo = refs if refs is not None else target.refs
 
-    def one(ref: str) -> tuple[float, int, int, str]:
+    def one(ref: str) -> Proc:
         argv = [env["ECR_TRANSFER_SKOPEO"], *_skopeo_global(), "copy", "--all"]
         argv += ["--src-tls-verify=false", "--dest-tls-verify=false", f"docker://{target.src}/{ref}"]
         argv += [f"docker://{target.dst}/{ref}"]
@@ -119,10 +122,11 @@ def skopeo_copies(target: Target, skopeo: Skopeo, *, tag: str, refs: list[str] |
     with ThreadPoolExecutor(max_workers=PLUGIN_PARALLELISM) as pool:
         results = list(pool.map(one, todo))
     wall = time.perf_counter() - started
-    failed = [r for r in results if r[1] != 0]
+    failed = [r for r in results if r.rc != 0]
     return Run(
-        "plugin", wall, 1 if failed else 0, failed[0][3] if failed else "", Skopeo.count(env),
-        maxrss_tree_kb=max((r[2] for r in results), default=0), ok=not failed,
+        "plugin", wall, 1 if failed else 0, failed[0].tail if failed else "", Skopeo.count(env),
+        maxrss_tree_kb=max((r.tree_kb for r in results), default=0), ok=not failed,
+        cpu_tool_s=sum(r.cpu for r in results),
     )  # fmt: skip
 
 
@@ -130,13 +134,17 @@ def floor_heads(target: Target, *, tag: str) -> Run:
     env = {**os.environ, "BENCH_STDERR": str(target.workdir / f"stderr-{tag}.txt")}
     argv = [sys.executable, "-m", "bench.floor", "heads", "--src", target.src, "--dst", target.dst]
     argv += ["--concurrency", str(target.head_concurrency), *target.repos]
-    wall, rc, tree_kb, tail = run_process(argv, env, timeout=target.timeout, cwd=Path(__file__).parent.parent)
-    return Run("protocol floor", wall, rc, tail if rc else "", maxrss_tree_kb=tree_kb, ok=rc == 0)
+    p = run_process(argv, env, timeout=target.timeout, cwd=Path(__file__).parent.parent)
+    return Run(
+        "protocol floor", p.wall, p.rc, p.tail if p.rc else "", maxrss_tree_kb=p.tree_kb, ok=p.rc == 0, cpu_tool_s=p.cpu
+    )
 
 
 def floor_upload(target: Target, layout: Path, *, tag: str) -> Run:
     env = {**os.environ, "BENCH_STDERR": str(target.workdir / f"stderr-{tag}.txt")}
     argv = [sys.executable, "-m", "bench.floor", "upload", "--dst", target.dst, "--layout", str(layout)]
     argv += ["--concurrency", str(target.concurrency)]
-    wall, rc, tree_kb, tail = run_process(argv, env, timeout=target.timeout, cwd=Path(__file__).parent.parent)
-    return Run("upload ceiling", wall, rc, tail if rc else "", maxrss_tree_kb=tree_kb, ok=rc == 0)
+    p = run_process(argv, env, timeout=target.timeout, cwd=Path(__file__).parent.parent)
+    return Run(
+        "upload ceiling", p.wall, p.rc, p.tail if p.rc else "", maxrss_tree_kb=p.tree_kb, ok=p.rc == 0, cpu_tool_s=p.cpu
+    )
