@@ -30,46 +30,48 @@ _MAX_CHILDREN = 32
 """An index with more platforms than this is not inspected (each one is a GET)."""
 
 
-def _blobs(doc: Mapping[str, object]) -> set[str]:
-    found: set[str] = set()
-    config = doc.get("config")
-    if isinstance(config, dict) and isinstance(config.get("digest"), str):
-        found.add(config["digest"])
-    for layer in doc.get("layers") or []:  # type: ignore[attr-defined]
-        if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
-            found.add(layer["digest"])
+Blobs = Mapping[str, int]
+"""Blob digest -> size in bytes."""
+
+
+def _blobs(doc: Mapping[str, object]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for blob in [doc.get("config"), *(doc.get("layers") or [])]:  # type: ignore[misc]
+        if isinstance(blob, dict) and isinstance(blob.get("digest"), str):
+            size = blob.get("size")
+            found[blob["digest"]] = size if isinstance(size, int) else 0
     return found
 
 
-def image_blobs(clients: RegistryClients, item: WorkItem) -> frozenset[str]:
-    """Config and layer digests of every platform of the item's source; empty when unknown."""
+def image_blobs(clients: RegistryClients, item: WorkItem) -> Blobs:
+    """Config and layer blobs of every platform of the item's source; empty when unknown."""
     ref = parse_reference(item.source)
     if ref.registry == DOCKER_HUB:
-        return frozenset()
+        return {}
     client = clients.get(ref.registry)
     try:
         body = client.get_manifest(ref.repository, item.source_digest or ref.reference)
         if body is None:
-            return frozenset()
+            return {}
         doc = json.loads(body)
         children = doc.get("manifests")
         if doc.get("mediaType") in INDEX_TYPES or isinstance(children, list):
-            blobs: set[str] = set()
+            blobs: dict[str, int] = {}
             if not isinstance(children, list) or len(children) > _MAX_CHILDREN:
-                return frozenset()
+                return {}
             for child in children:
                 child_body = client.get_manifest(ref.repository, child["digest"])
                 if child_body is not None:
-                    blobs |= _blobs(json.loads(child_body))
-            return frozenset(blobs)
-        return frozenset(_blobs(doc))
+                    blobs.update(_blobs(json.loads(child_body)))
+            return blobs
+        return _blobs(doc)
     except (TransferError, ValueError, KeyError, TypeError) as exc:
         # Not knowing only costs a possible duplicate upload; the copy itself will report real trouble.
         log.debug("%s: blobs not known (%s); copied without ordering", item.source, exc)
-        return frozenset()
+        return {}
 
 
-def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 8) -> dict[str, frozenset[str]]:
+def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 8) -> dict[str, Blobs]:
     """item.source -> its blobs, for a batch of copies (nothing to order for fewer than two)."""
     if len(items) < 2:
         return {}
@@ -79,30 +81,43 @@ def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int 
 
 
 class BlobSchedule:
-    """Hands out items in order, holding back any whose shared blobs a running copy is uploading."""
+    """Hands out items, holding back any whose shared blobs a running copy is uploading.
 
-    def __init__(self, items: Iterable[WorkItem], blobs: Mapping[str, frozenset[str]]) -> None:
+    Among the items free to start, one that brings shared blobs nobody has uploaded yet goes
+    first, smallest first: it unlocks the images waiting for those blobs soonest. The others
+    keep their order.
+    """
+
+    def __init__(self, items: Iterable[WorkItem], blobs: Mapping[str, Blobs]) -> None:
         self._pending = list(items)
-        uses = Counter(b for item in self._pending for b in blobs.get(item.source, frozenset()))
+        uses = Counter(b for item in self._pending for b in blobs.get(item.source, {}))
         # Only blobs that two or more images share can race; a blob of one image never waits.
         self._shared = {
-            item.source: frozenset(b for b in blobs.get(item.source, ()) if uses[b] > 1) for item in self._pending
+            item.source: frozenset(b for b in blobs.get(item.source, {}) if uses[b] > 1) for item in self._pending
         }
+        self._size = {item.source: sum(blobs.get(item.source, {}).values()) for item in self._pending}
         self._uploading: set[str] = set()
         self._claimed: dict[str, frozenset[str]] = {}
         self._landed: set[str] = set()
 
     def take(self) -> WorkItem | None:
-        """The first pending item free to start now, or None (nothing pending, or all held back)."""
+        """The next item free to start now, or None (nothing pending, or all held back)."""
+        best: tuple[int, int, int] | None = None
         for index, item in enumerate(self._pending):
             shared = self._shared.get(item.source, frozenset())
             if shared & self._uploading:
                 continue
-            claim = shared - self._landed
-            self._uploading |= claim
-            self._claimed[item.source] = claim
-            return self._pending.pop(index)
-        return None
+            leads = bool(shared - self._landed)
+            key = (0, self._size[item.source], index) if leads else (1, 0, index)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return None
+        item = self._pending.pop(best[2])
+        claim = self._shared.get(item.source, frozenset()) - self._landed
+        self._uploading |= claim
+        self._claimed[item.source] = claim
+        return item
 
     def finished(self, item: WorkItem, landed: bool) -> None:
         """A copy ended; its blobs are at the destination when it succeeded."""

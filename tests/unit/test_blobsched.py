@@ -11,26 +11,28 @@ def _item(name: str) -> WorkItem:
 def test_images_sharing_a_blob_never_copy_it_at_the_same_time() -> None:
     a, b, c, d = (_item(n) for n in "abcd")
     blobs = {
-        a.source: frozenset({"base1", "common", "a"}),
-        b.source: frozenset({"base2", "common", "b"}),
-        c.source: frozenset({"base1", "c"}),
-        d.source: frozenset({"d"}),
+        a.source: {"base1": 10, "common": 1, "a": 5},
+        b.source: {"base2": 10, "common": 1, "b": 5},
+        c.source: {"base1": 10, "c": 5},
+        d.source: {"d": 5},
     }
     schedule = BlobSchedule([a, b, c, d], blobs)
-    # a claims base1 and common: b (common) and c (base1) wait, d shares nothing.
-    assert schedule.take() is a
+    # c is the smallest image bringing a shared blob (base1); b brings common; a needs both.
+    assert schedule.take() is c
+    assert schedule.take() is b
     assert schedule.take() is d
     assert schedule.take() is None
-    schedule.finished(a, landed=True)
-    # base1 and common are at the destination now: b and c only skip or mount them.
-    assert schedule.take() is b
-    assert schedule.take() is c
+    schedule.finished(b, landed=True)
+    assert schedule.take() is None  # base1 is still on its way (c)
+    schedule.finished(c, landed=True)
+    # base1 and common are at the destination now: a only skips or mounts them.
+    assert schedule.take() is a
     assert schedule.pending == 0
 
 
 def test_a_failed_copy_releases_its_blobs_without_marking_them_landed() -> None:
     a, b, c = (_item(n) for n in "abc")
-    blobs = {s.source: frozenset({"base"}) for s in (a, b, c)}
+    blobs = {s.source: {"base": 10} for s in (a, b, c)}
     schedule = BlobSchedule([a, b, c], blobs)
     assert schedule.take() is a
     assert schedule.take() is None
@@ -48,3 +50,20 @@ def test_unknown_blobs_mean_no_constraint_and_rest_returns_what_never_started() 
     assert schedule.take() is items[0]
     assert schedule.rest() == items[1:]
     assert schedule.take() is None
+
+
+def test_the_smallest_image_bringing_new_shared_blobs_goes_first() -> None:
+    big, small, follower, other = (_item(n) for n in ("big", "small", "follower", "other"))
+    blobs = {
+        big.source: {"common": 1, "base1": 50, "arm": 50, "big": 30},
+        small.source: {"common": 1, "base1": 50, "small": 5},
+        follower.source: {"base1": 50, "f": 500},
+        other.source: {"o": 5},
+    }
+    schedule = BlobSchedule([big, small, follower, other], blobs)
+    assert schedule.take() is small  # leads (common, base1) and is smaller than big
+    assert schedule.take() is other  # shares nothing: free to run alongside
+    assert schedule.take() is None
+    schedule.finished(small, landed=True)
+    assert schedule.take() is big  # nothing left to lead: the original order
+    assert schedule.take() is follower
