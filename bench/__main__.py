@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", default=",".join(d.profiles), help="loopback,wan")
     p.add_argument("--scenarios", default=",".join(d.scenarios), help="cold,warm,change")
     p.add_argument("--tools", default="", help="only these tools, comma-separated (development)")
+    p.add_argument("--before-src", type=Path, help="also run the product from this src/ (an earlier commit)")
     p.add_argument("--cold-images", type=int, default=s.cold_images)
     p.add_argument("--cold-mb", type=int, default=s.cold_mb, help="unique bytes of the cold corpus, MB")
     p.add_argument("--warm-tags", type=int, default=s.warm_tags)
@@ -64,7 +65,7 @@ def params_from(args: argparse.Namespace) -> scenarios.Params:
         )  # fmt: skip
     return replace(
         base, profiles=tuple(args.profiles.split(",")), scenarios=tuple(args.scenarios.split(",")),
-        tools=tuple(t for t in args.tools.split(",") if t),
+        tools=tuple(t for t in args.tools.split(",") if t), before_src=args.before_src,
     )  # fmt: skip
 
 

@@ -155,7 +155,15 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-TOOLS = ["ecr-transfer", "skopeo sync", "plugin", "protocol floor", "upload ceiling", "copy changed"]
+TOOLS = [
+    "ecr-transfer",
+    "ecr-transfer (before)",
+    "skopeo sync",
+    "plugin",
+    "protocol floor",
+    "upload ceiling",
+    "copy changed",
+]
 SCENARIOS = {"cold": "cold", "warm": "warm no-op", "change": "small change"}
 
 
@@ -189,7 +197,7 @@ def markdown(doc: dict[str, object], res: Results, found: list[Check]) -> str:
     lines += ["## Registry requests per tag, both registries (median run)", ""]
     for s, label in SCENARIOS.items():
         for p in ("loopback", "wan"):
-            for t in ("ecr-transfer", "skopeo sync", "plugin"):
+            for t in ("ecr-transfer", "ecr-transfer (before)", "skopeo sync", "plugin"):
                 per = res.per_tag(s, p, t)
                 if per:
                     kinds = ", ".join(f"{k} {v:g}" for k, v in per.items())
@@ -198,6 +206,11 @@ def markdown(doc: dict[str, object], res: Results, found: list[Check]) -> str:
     for s, label in SCENARIOS.items():
         for p in ("loopback", "wan"):
             runs = res.of(s, p, "ecr-transfer")
+            before = res.of(s, p, "ecr-transfer (before)")
+            if before:
+                rss = max((r.maxrss_self_kb or 0) for r in before) / MB
+                twice = max(r.blobs_uploaded_twice for r in before)
+                lines.append(f"- {label}, {p}, before: peak RSS {rss:.0f} MiB, blobs uploaded twice {twice}")
             if runs:
                 rss = max((r.maxrss_self_kb or 0) for r in runs) / MB
                 procs = max(r.skopeo_processes for r in runs)

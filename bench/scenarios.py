@@ -13,6 +13,7 @@ from bench.measure import Run, Skopeo, summarize_requests, uploaded_twice
 from ecr_transfer.local.registry import LocalRegistry
 
 Tool = Callable[[tools.Target, str], Run]
+BEFORE = "ecr-transfer (before)"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Params:
     timeout: float = 900.0
     tools: tuple[str, ...] = ()
     """Only these tools (names as in the tables); empty: all."""
+    before_src: Path | None = None
+    """Also run the product from this source tree (`src/` of an earlier commit) as "ecr-transfer (before)"."""
 
 
 @dataclass
@@ -103,11 +106,16 @@ def sample(repos: dict[str, list[str]], n: int) -> tuple[dict[str, list[str]], f
 
 
 def contenders(bench: Bench) -> list[tuple[str, Tool]]:
-    return [
+    found: list[tuple[str, Tool]] = [
         ("ecr-transfer", lambda t, tag: tools.ecr_transfer(t, bench.skopeo, tag=tag)),
         ("skopeo sync", lambda t, tag: tools.skopeo_sync(t, bench.skopeo, tag=tag)),
         ("plugin", lambda t, tag: tools.skopeo_copies(t, bench.skopeo, tag=tag)),
     ]
+    if bench.params.before_src is not None:
+        # Before/after of a product change, interleaved in the same run: `git worktree add DIR COMMIT`.
+        before = bench.params.before_src
+        found.insert(1, (BEFORE, lambda t, tag: tools.ecr_transfer(t, bench.skopeo, tag=tag, src=before)))
+    return found
 
 
 def cold(bench: Bench, profile: str, fronts: stage.Fronts, source: Path, images: corpus.Corpus) -> None:
@@ -166,7 +174,8 @@ def change(
 ) -> None:
     # The plugin has no change detection: its small change is its no-op plus the copies, so it
     # is not run again here. skopeo sync is a full run per tag: loopback only, for the time budget.
-    items = contenders(bench)[:2] if profile == "loopback" else contenders(bench)[:1]
+    keep = ("ecr-transfer", BEFORE, "skopeo sync") if profile == "loopback" else ("ecr-transfer", BEFORE)
+    items = [(name, tool) for name, tool in contenders(bench) if name in keep]
     items.append(("copy changed", lambda t, tag: tools.skopeo_copies(t, bench.skopeo, tag=tag, refs=changed.refs)))
     with stage.registry(source) as src, stage.registry(dest) as dst:
         src_front, dst_front = fronts.front(src), fronts.front(dst)

@@ -56,8 +56,11 @@ def _skopeo_global() -> list[str]:
     return [] if POLICY.exists() else ["--insecure-policy"]
 
 
-def ecr_transfer(target: Target, skopeo: Skopeo, *, tag: str) -> Run:
+def ecr_transfer(target: Target, skopeo: Skopeo, *, tag: str, src: Path | None = None) -> Run:
+    """`src`: run the product from another source tree (an earlier commit) instead of the installed one."""
     env = {**os.environ, **skopeo.fresh()}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     config = target.workdir / f"ecr-transfer-{tag}.yaml"
     ledger = target.workdir / f"ledger-{tag}.db"
     probe = target.workdir / f"probe-{tag}.json"
