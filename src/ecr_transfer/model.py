@@ -7,8 +7,7 @@ DynamoDB and the CLI's --json all see the same field names).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 Action = Literal["copy", "skip"]
 Status = Literal["copied", "skipped", "failed", "conflict", "in_progress", "interrupted"]
@@ -16,22 +15,26 @@ FINAL_STATUSES: frozenset[str] = frozenset({"copied", "skipped", "failed", "conf
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "conflict", "interrupted"})
 
 
-@cache
-def _names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
 class _Payload:
     """JSON round trip that ignores unknown keys, so older/newer payloads stay readable."""
+
+    _names: ClassVar[dict[type, tuple[str, ...]]] = {}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        names = _Payload._names.get(cls)
+        if names is None:
+            names = _Payload._names[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        return names
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a plain string or number, so a shallow dict equals asdict(), which
         # deep-copies and costs ~0.5 ms: the ledger calls this for each of thousands of skips.
-        return {name: getattr(self, name) for name in _names(type(self))}
+        return {name: getattr(self, name) for name in self.field_names()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        names = cls.field_names()
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
