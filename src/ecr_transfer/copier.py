@@ -129,6 +129,14 @@ class Copier:
             raise TransientError(
                 f"digest mismatch after copy: destination {item.target} has {landed}, skopeo wrote {written}"
             )
+        if written != expected and self.context.settings.include_untagged:
+            # With --all the copy is byte for byte, so a new digest means the source tag moved
+            # during the run, or the manifest changed in transit. Only the first is a copy.
+            now_at_source = self.context.source.digests([src])[0]
+            if now_at_source != written:
+                raise TransientError(
+                    f"digest mismatch after copy: copied {written} to {item.target}, but the source has {now_at_source}"
+                )
         return written, landed
 
     def _stopping(self) -> bool:

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from ecr_transfer import cli
+from ecr_transfer import cli, copier
+from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
 from ecr_transfer.model import FINAL_STATUSES
+from ecr_transfer.skopeo import CopyRequest
 from support.corpus import Corpus, build_corpus
 from support.faultproxy import FaultProxy, Rule, wait_for
 from support.runs import count_status, start_cli
@@ -123,10 +125,12 @@ def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
         assert row["source_digest"] == row["target_digest"] == corpus.digests[repo_tag], row["source"]
         assert dst_registry.manifest_digest(repo, tag) == corpus.digests[repo_tag], row["source"]
     for row in failed:
-        assert row["status"] == "failed" and row["error"], dict(row)
-        assert "(gave up after 4 attempts)" in row["error"] or "unauthorized" not in row["error"], dict(row)
-    # Most images get through four attempts; the point is that none is wrong, not that all pass.
-    assert len(copied) >= len(refs) // 2, [dict(r) for r in failed]
+        # Failed with its cause, and every injected fault was taken as transient (retried to
+        # the end): none was mistaken for a permanent error such as "unauthorized".
+        assert row["status"] == "failed" and row["error"].endswith("(gave up after 4 attempts)"), dict(row)
+    # Typically 60-75% get through four attempts at these rates; the point is that none is
+    # wrong, not that all pass (the next run finishes them), so the floor is low.
+    assert len(copied) >= len(refs) // 4, [dict(r) for r in failed]
 
     # Faults stop: the next run finishes exactly the failed images and re-copies none of the others.
     src.enabled = dst.enabled = False
@@ -265,7 +269,11 @@ def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
     copies_before = len(skopeo.copies())
     code, second = subprocess_run(cfg, ledger)
     assert code == 0, second
-    assert sorted(skopeo.copied_sources()[copies_before:]) == sorted(i["source"] for i in failed)
+    # Only failed images are copied again. A failed one may be skipped: when the registry went
+    # away right after a push landed, the attempt failed, but the next run finds it in place.
+    recopied = skopeo.copied_sources()[copies_before:]
+    assert len(recopied) == len(set(recopied)) and set(recopied) <= {i["source"] for i in failed}, (first, second)
+    assert {i["source"] for i in second["items"] if i["status"] == "skipped"} >= {i["source"] for i in copied}
     for ref in refs:
         repo, tag = ref.rsplit(":", 1)
         assert dst_registry.manifest_digest(repo, tag) == corpus.digests[ref], ref
@@ -275,3 +283,62 @@ def subprocess_run(cfg: Path, ledger: Path) -> tuple[int, dict[str, Any]]:
     proc = start_cli(cfg, ledger)
     out, err = proc.communicate(timeout=60)
     return proc.returncode, json.loads(out) if out.strip() else {"stderr": err}
+
+
+def test_a_manifest_changed_in_transit_is_not_reported_copied(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    proxies: Callable[..., FaultProxy],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    digests = seeded_src({"team/app:1": "single"})
+    # skopeo reads the manifest by tag once; this once it arrives valid but altered.
+    src = proxies(src_registry.host, rules=[Rule(r"^GET /v2/team/app/manifests/1$", "tamper")])
+    cfg = write_config(**settings_for(src.host, dst_registry.host, ["team/app:1"]))
+
+    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+
+    assert src.faults() == Counter({"tamper": 1})
+    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    # The altered copy is caught (the source still has the planned digest) and redone.
+    assert code == 0, result
+    assert (row["status"], row["attempts"]) == ("copied", "2"), dict(row)
+    assert row["source_digest"] == row["target_digest"] == digests["team/app:1"]
+    assert dst_registry.manifest_digest("team/app", "1") == digests["team/app:1"]
+    assert "source changed" not in (row["reason"] or "")
+
+
+def test_a_tag_moved_during_the_run_is_copied_as_it_is_now(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    oci_images: SampleImages,
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The counterpart of the test above: a new digest is right when the source really moved.
+    planned = seeded_src({"team/app:1": "app-a"})["team/app:1"]
+    real_copy = copier.skopeo_copy
+
+    def move_tag_then_copy(request: CopyRequest, timeout: float | None = None) -> str:
+        seeded_src({"team/app:1": "app-b"})
+        return real_copy(request, timeout)
+
+    monkeypatch.setattr(copier, "skopeo_copy", move_tag_then_copy)
+    cfg = write_config(**settings_for(src_registry.host, dst_registry.host, ["team/app:1"]))
+
+    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+
+    assert code == 0, result
+    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    assert (row["status"], row["attempts"]) == ("copied", "1")
+    assert row["source_digest"] == row["target_digest"] == oci_images.app_b.digest
+    assert row["reason"] == f"not at destination; source changed during the run (planned {planned})"
+    assert dst_registry.manifest_digest("team/app", "1") == oci_images.app_b.digest

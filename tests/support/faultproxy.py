@@ -11,7 +11,9 @@ then, misbehaves the way real networks and registries do:
 - `5xx`: 500/502/503, either instead of forwarding or after the registry already acted;
 - `429`: a burst of `burst_length` consecutive requests answered 429 with `Retry-After`;
 - `stall`: the response stops half way for `stall_seconds`, then continues (or, with a long
-  stall, never does while the test lasts).
+  stall, never does while the test lasts);
+- `tamper` (rules only): a JSON body (a manifest) comes back valid but changed (an annotation
+  added), with the registry's headers untouched: a wrong image that still parses.
 
 Randomness is seeded. Per-request faults are keyed by (method, normalised path, n-th
 occurrence), not by arrival order, so the same seed injects the same faults into the same
@@ -50,6 +52,7 @@ Fault = Literal[
     "5xx:after",
     "429",
     "stall",
+    "tamper",
 ]
 _HOP_BY_HOP = {
     "connection",
@@ -292,7 +295,7 @@ class FaultProxy:
         return None, 0.0
 
     def _variant(self, fault: Fault, req: _Request, key: str, n: int) -> str:
-        if ":" in fault or fault == "stall":
+        if ":" in fault or fault in ("stall", "tamper"):
             return fault
         v = self._draw(key, n, "variant")
         if fault == "drop":
@@ -364,6 +367,8 @@ class FaultProxy:
         if fault == "5xx:after":
             self._send_error(client, req, 500, "UNKNOWN", "injected failure after the registry acted", fault)
             return True
+        if fault == "tamper":
+            body = _tamper(body)
         head = [f"HTTP/1.1 {status} {reason}"]
         head += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP]
         length = next((v for k, v in headers if k.lower() == "content-length"), "0")
@@ -415,6 +420,17 @@ class FaultProxy:
             head.append(f"Retry-After: {self.retry_after}")
         client.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (b"" if req.method == "HEAD" else body))
         self._record(req, fault, status)
+
+
+def _tamper(body: bytes) -> bytes:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(doc, dict):
+        return body
+    doc.setdefault("annotations", {})["org.example.tampered"] = "by the fault proxy"
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _close(sock: socket.socket) -> None:

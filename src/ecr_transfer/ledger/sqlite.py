@@ -2,7 +2,10 @@
 
 A lease row makes a second run on the same ledger fail fast with a clear message instead of
 copying the same images at the same time; a lease left by a killed run is taken over and that
-run's unfinished images are marked `interrupted` with an explanation.
+run's unfinished images are marked `interrupted` with an explanation. A killed run is known
+dead at once when it ran on this host (its pid is gone); from another host (a container that
+was killed, with the ledger on a shared volume) only when its lease expires:
+ECR_TRANSFER_LEASE_SECONDS (default 900) after the last renewal by its heartbeat thread.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from ecr_transfer import envvars
 from ecr_transfer.ledger.base import LedgerBusyError
 from ecr_transfer.model import Outcome, RunSummary, counts
 
@@ -36,9 +41,12 @@ CREATE TABLE IF NOT EXISTS latest (
 );
 CREATE TABLE IF NOT EXISTS lease (
     id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-    started_at TEXT NOT NULL
+    started_at TEXT NOT NULL, expires_at REAL
 );
 """
+
+
+DEFAULT_LEASE_SECONDS = 900.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -58,8 +66,13 @@ def _outcome(row: sqlite3.Row) -> Outcome:
 
 
 class SQLiteLedger:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lease_seconds: float | None = None) -> None:
         self.path = str(path)
+        self.lease_seconds = lease_seconds or float(
+            os.environ.get(envvars.LEDGER_LEASE_SECONDS) or DEFAULT_LEASE_SECONDS
+        )
+        self._beat_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # One connection guarded by a lock: the worker pool records from several threads.
@@ -70,6 +83,8 @@ class SQLiteLedger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            if "expires_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(lease)")}:
+                self._db.execute("ALTER TABLE lease ADD COLUMN expires_at REAL")  # ledgers made before leases expired
         self._run_id: str | None = None
 
     # -- runs and the lease ---------------------------------------------------------------
@@ -81,17 +96,26 @@ class SQLiteLedger:
             try:
                 lease = self._db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
                 if lease is not None:
-                    alive = lease["host"] != host or _pid_alive(int(lease["pid"]))
-                    if alive and lease["pid"] != pid:
+                    expired = lease["expires_at"] is not None and lease["expires_at"] < time.time()
+                    here = lease["host"] == host
+                    alive = not expired and (not here or _pid_alive(int(lease["pid"])))
+                    # Host and pid: two containers on one ledger volume are both pid 1.
+                    if alive and (lease["host"], lease["pid"]) != (host, pid):
                         raise LedgerBusyError(
                             f"ledger {self.path} is in use by run {lease['run_id']} (pid {lease['pid']} on "
                             f"{lease['host']}, started {lease['started_at']}); wait for it to finish or use "
                             "another --ledger"
                         )
-                    recovered.append(self._interrupt(lease["run_id"], int(lease["pid"]), started_at))
+                    why = (
+                        f"process {lease['pid']} ended before the run finished"
+                        if here and not expired
+                        else f"its lease expired (process {lease['pid']} on {lease['host']} stopped renewing it)"
+                    )
+                    recovered.append(self._interrupt(lease["run_id"], int(lease["pid"]), started_at, why))
                 self._db.execute(
-                    "INSERT OR REPLACE INTO lease (id, run_id, host, pid, started_at) VALUES (1, ?, ?, ?, ?)",
-                    (run_id, host, pid, started_at),
+                    "INSERT OR REPLACE INTO lease (id, run_id, host, pid, started_at, expires_at) "
+                    "VALUES (1, ?, ?, ?, ?, ?)",
+                    (run_id, host, pid, started_at, time.time() + self.lease_seconds),
                 )
                 self._db.execute(
                     "INSERT OR REPLACE INTO runs (run_id, started_at, state, holder) VALUES (?, ?, 'running', ?)",
@@ -102,13 +126,37 @@ class SQLiteLedger:
                 self._db.execute("ROLLBACK")
                 raise
         self._run_id = run_id
+        self._start_heartbeat(run_id)
         return recovered
 
-    def _interrupt(self, run_id: str, pid: int, at: str) -> RunSummary:
-        note = f"interrupted: process {pid} ended before the run finished; detected at {at}"
-        error = (
-            f"the run was interrupted (process {pid} ended) while this image was being copied; the next run re-plans it"
+    def _start_heartbeat(self, run_id: str) -> None:
+        self._stop_heartbeat()
+        self._beat_stop = threading.Event()
+        self._heartbeat = threading.Thread(
+            target=self._beat, args=(run_id, self._beat_stop), daemon=True, name="ledger-lease"
         )
+        self._heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._beat_stop.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(timeout=5)
+        self._heartbeat = None
+
+    def _beat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_seconds / 3):
+            try:
+                with self._lock:
+                    self._db.execute(
+                        "UPDATE lease SET expires_at = ? WHERE run_id = ?", (time.time() + self.lease_seconds, run_id)
+                    )
+            except sqlite3.Error:
+                continue  # busy or closing: the lease has slack, the next beat tries again
+
+    def _interrupt(self, run_id: str, pid: int, at: str, why: str | None = None) -> RunSummary:
+        why = why or f"process {pid} ended before the run finished"
+        note = f"interrupted: {why}; detected at {at}"
+        error = f"the run was interrupted ({why}) while this image was being copied; the next run re-plans it"
         self._db.execute(
             "UPDATE outcomes SET status = 'interrupted', error = ?, ended_at = ? WHERE run_id = ? "
             "AND status = 'in_progress'",
@@ -133,6 +181,7 @@ class SQLiteLedger:
         )
 
     def finish_run(self, run_id: str, ended_at: str, state: str = "finished") -> RunSummary:
+        self._stop_heartbeat()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._finish_locked(run_id, ended_at, state)
@@ -176,5 +225,6 @@ class SQLiteLedger:
         return [RunSummary.from_dict(dict(r)) for r in rows]
 
     def close(self) -> None:
+        self._stop_heartbeat()
         with self._lock:
             self._db.close()
