@@ -20,6 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE = scenarios.Params(
     sizes=corpus.Sizes(cold_images=5, cold_mb=10, cold_bases=2, warm_tags=40, warm_repos=3, changed=2, changed_kb=200),
     reps=1,
+    sample=10,
     wan_sample=10,
     min_ms=2.0,
     max_ms=3.0,
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-tags", type=int, default=s.warm_tags)
     p.add_argument("--warm-repos", type=int, default=s.warm_repos)
     p.add_argument("--changed", type=int, default=s.changed)
+    p.add_argument("--sample", type=int, default=d.sample, help="tags given to the plugin's no-op on loopback")
     p.add_argument("--wan-sample", type=int, default=d.wan_sample, help="tags given to skopeo sync/plugin on WAN")
     p.add_argument("--delay-ms", default=f"{d.min_ms:g}-{d.max_ms:g}", help="WAN one-way delay range")
     p.add_argument("--window", type=int, default=d.window, help="WAN bytes in flight per connection direction")
@@ -60,8 +62,8 @@ def params_from(args: argparse.Namespace) -> scenarios.Params:
             warm_repos=args.warm_repos, changed=args.changed,
         )  # fmt: skip
         base = scenarios.Params(
-            sizes=sizes, reps=args.reps, wan_sample=args.wan_sample, min_ms=float(lo), max_ms=float(hi or lo),
-            window=args.window,
+            sizes=sizes, reps=args.reps, sample=args.sample, wan_sample=args.wan_sample, min_ms=float(lo),
+            max_ms=float(hi or lo), window=args.window,
         )  # fmt: skip
     return replace(
         base, profiles=tuple(args.profiles.split(",")), scenarios=tuple(args.scenarios.split(",")),

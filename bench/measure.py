@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,6 +117,12 @@ def run_process(argv: Sequence[str], env: Mapping[str, str], *, timeout: float, 
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Ctrl-C: the tool runs in its own session (for the timeout kill), so take it down too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            os.waitpid(proc.pid, 0)
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - started

@@ -226,8 +226,41 @@ def markdown(doc: dict[str, object], res: Results, found: list[Check]) -> str:
                     twice = max(r.blobs_uploaded_twice for r in runs)
                     procs = max(round(r.skopeo_processes * (r.scale if t == "plugin" else 1)) for r in runs)
                     lines.append(f"- {label}, {p}, {t}: skopeo processes {procs}, blobs uploaded twice {twice}")
+    lines += limits(res, int(m.get("nproc") or 2))
     failed = [r for r in res.runs if not r.ok]
     if failed:
         lines += ["", "## Failed runs", ""]
         lines += [f"- {r.scenario} {r.profile} rep {r.rep} {r.tool}: {r.note} {r.stderr_tail[-300:]!r}" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def limits(res: Results, cores: int) -> list[str]:
+    """What the machine allows for cold copies, from the CPU each run used (see bench/README.md)."""
+    out: list[str] = []
+    runs = res.of("cold", "loopback", "ecr-transfer")
+    sync, ceiling = res.median("cold", "loopback", "skopeo sync"), res.median("cold", "loopback", "upload ceiling")
+    if runs and sync and ceiling:
+        cpu = statistics.median(r.cpu_tool_s + r.cpu_registries_s for r in runs)
+        best = cpu / cores
+        out += ["", "## Limits of this machine (cold)", ""]
+        out.append(
+            f"- loopback: one ecr-transfer cold run needs {cpu:.1f} CPU-seconds (its skopeo processes and both "
+            f"registries, median); with all {cores} cores and nothing else running it cannot take less than "
+            f"{best:.1f} s. The targets ask for at most {sync / 1.5:.1f} s (skopeo sync / 1.5) and "
+            f"{ceiling / 0.8:.1f} s (upload ceiling / 0.8)."
+        )
+        sync_cpu = statistics.median(
+            r.cpu_tool_s + r.cpu_registries_s for r in res.of("cold", "loopback", "skopeo sync")
+        )
+        out.append(
+            f"- loopback: skopeo sync itself needs {sync_cpu:.1f} CPU-seconds for the same bytes: every byte is read "
+            "by the source registry, hashed and forwarded by skopeo, hashed and written by the destination registry, "
+            "on the same cores; the ceiling run only has the last step."
+        )
+    plugin, wan_sync = res.median("cold", "wan", "plugin"), res.median("cold", "wan", "skopeo sync")
+    if plugin and wan_sync:
+        out.append(
+            f"- wan: the plugin (10 skopeo copies at a time, no ordering, duplicate uploads allowed) takes "
+            f"{plugin:.1f} s; 5x faster than skopeo sync would be {wan_sync / 5:.1f} s."
+        )
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,7 +116,11 @@ def skopeo_copies(target: Target, skopeo: Skopeo, *, tag: str, refs: list[str] |
     env = {**os.environ, **skopeo.fresh()}
     todo = refs if refs is not None else target.refs
 
+    stop = threading.Event()
+
     def one(ref: str) -> Proc:
+        if stop.is_set():
+            return Proc(0.0, 130, 0, "interrupted", 0.0)
         argv = [env["ECR_TRANSFER_SKOPEO"], *_skopeo_global(), "copy", "--all"]
         argv += ["--src-tls-verify=false", "--dest-tls-verify=false", f"docker://{target.src}/{ref}"]
         argv += [f"docker://{target.dst}/{ref}"]
@@ -123,7 +128,11 @@ def skopeo_copies(target: Target, skopeo: Skopeo, *, tag: str, refs: list[str] |
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=PLUGIN_PARALLELISM) as pool:
-        results = list(pool.map(one, todo))
+        try:
+            results = list(pool.map(one, todo))
+        except BaseException:
+            stop.set()
+            raise
     wall = time.perf_counter() - started
     failed = [r for r in results if r.rc != 0]
     return Run(
