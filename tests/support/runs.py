@@ -11,22 +11,18 @@ from typing import Any
 
 
 def start_cli(
-    cfg: Path, ledger: Path, *args: str, delay: float = 0.0, env: dict[str, str] | None = None
+    cfg: Path,
+    ledger: Path,
+    *args: str,
+    delay: float = 0.0,
+    env: dict[str, str] | None = None,
+    verbose: int = 0,
 ) -> subprocess.Popen[str]:
-    """`ecr-transfer run --json`; FAULT_SKOPEO_DELAY slows every skopeo call (see skopeo_wrapper)."""
+    """`ecr-transfer [-v...] run --json`; FAULT_SKOPEO_DELAY slows every skopeo call (see skopeo_wrapper)."""
+    argv = [sys.executable, "-m", "ecr_transfer.cli", *(["-" + "v" * verbose] if verbose else [])]
+    argv += ["run", "--config", str(cfg), "--ledger", str(ledger), "--json", *args]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ecr_transfer.cli",
-            "run",
-            "--config",
-            str(cfg),
-            "--ledger",
-            str(ledger),
-            "--json",
-            *args,
-        ],
+        argv,
         env={**os.environ, "FAULT_SKOPEO_DELAY": str(delay), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
