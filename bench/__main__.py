@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     text += f"\nStart-up: {doc['startup']}; whole benchmark {doc['wall_seconds']} s.\n"
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{today}-smoke" if args.smoke else today
-    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     (args.out / f"{stem}.md").write_text(text)
     print(text)
     return 0 if all(c.passed is not False for c in found) else 1

@@ -193,7 +193,10 @@ def change(
                 landed = stage.digests_at(dst.host, changed.refs)
                 wrong = [r for r in changed.refs if landed[r] != changed.digests[r]]
                 if wrong:
-                    run.ok, run.note = False, f"{len(wrong)} changed images not copied: {wrong[:3]}"
+                    time.sleep(1)
+                    again = stage.digests_at(dst.host, wrong)
+                    seen = {r: (landed[r], again[r]) for r in wrong}
+                    run.ok, run.note = False, f"{len(wrong)} changed images not copied (found, 1 s later): {seen}"
                 bench.record(run, "change", profile, rep, name)
                 started = time.perf_counter()
                 stage.restore_changed(dst.host, tags, changed)

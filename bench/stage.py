@@ -103,7 +103,13 @@ def registry(storage: Path | None = None) -> Iterator[LocalRegistry]:
 
 def restore_changed(address: str, warm: corpus.Corpus, changed: corpus.Corpus) -> None:
     """Put the changed tags back to their warm images and unlink the new blobs: in sync again."""
-    asyncio.run(_restore(address, warm, changed))
+    for _ in range(3):
+        asyncio.run(_restore(address, warm, changed))
+        found = digests_at(address, changed.refs)
+        wrong = {ref: found[ref] for ref in changed.refs if found[ref] != warm.digests[ref]}
+        if not wrong:
+            return
+    raise RuntimeError(f"destination not back in sync after 3 tries: {wrong}")
 
 
 async def _restore(address: str, warm: corpus.Corpus, changed: corpus.Corpus) -> None:
