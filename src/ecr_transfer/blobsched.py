@@ -71,12 +71,32 @@ def image_blobs(clients: RegistryClients, item: WorkItem) -> Blobs:
         return {}
 
 
-def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 8) -> dict[str, Blobs]:
-    """item.source -> its blobs, for a batch of copies (nothing to order for fewer than two)."""
+def _at_target(clients: RegistryClients, item: WorkItem, digest: str) -> bool:
+    target = parse_reference(item.target)
+    try:
+        return clients.get(target.registry).has_blob(target.repository, digest)
+    except TransferError:
+        return False  # unknown: assume it will be uploaded (it may wait, never race)
+
+
+def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 16) -> dict[str, Blobs]:
+    """item.source -> the blobs its copy may upload, for a batch of copies (nothing to order for fewer than two).
+
+    A shared blob already in the image's destination repository is skipped by skopeo, not
+    uploaded, so it cannot race: one HEAD per shared blob and image finds those (in an
+    incremental run, the changed images' base layers are all there already).
+    """
     if len(items) < 2:
         return {}
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="blobs") as pool:
-        found = list(pool.map(lambda item: image_blobs(clients, item), items))
+    workers = min(concurrency, len(items))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blobs") as pool:
+        found = [dict(b) for b in pool.map(lambda item: image_blobs(clients, item), items)]
+        uses = Counter(digest for blobs in found for digest in blobs)
+        checks = [(item, blobs, d) for item, blobs in zip(items, found, strict=True) for d in blobs if uses[d] > 1]
+        present = pool.map(lambda check: _at_target(clients, check[0], check[2]), checks)
+        for (_, blobs, digest), there in zip(checks, present, strict=True):
+            if there:
+                del blobs[digest]
     return {item.source: blobs for item, blobs in zip(items, found, strict=True)}
 
 

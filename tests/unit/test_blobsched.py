@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from ecr_transfer.blobsched import BlobSchedule
+import json
+
+from ecr_transfer.blobsched import BlobSchedule, blob_sets
 from ecr_transfer.model import WorkItem
 
 
@@ -67,3 +69,45 @@ def test_the_smallest_image_bringing_new_shared_blobs_goes_first() -> None:
     schedule.finished(small, landed=True)
     assert schedule.take() is big  # nothing left to lead: the original order
     assert schedule.take() is follower
+
+
+class _FakeClient:
+    def __init__(self, manifests: dict[str, bytes], blobs: set[tuple[str, str]]) -> None:
+        self.manifests, self.blobs, self.heads = manifests, blobs, 0
+
+    def get_manifest(self, repository: str, reference: str) -> bytes | None:
+        return self.manifests.get(f"{repository}:{reference}")
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        self.heads += 1
+        return (repository, digest) in self.blobs
+
+
+class _FakeClients:
+    def __init__(self, client: _FakeClient) -> None:
+        self.client = client
+
+    def get(self, registry: str) -> _FakeClient:
+        return self.client
+
+
+def test_blob_sets_leave_out_shared_blobs_already_in_the_target_repository() -> None:
+    def manifest(*layers: str) -> bytes:
+        doc = {
+            "config": {"digest": f"cfg-{layers[-1]}", "size": 1},
+            "layers": [{"digest": d, "size": 10} for d in layers],
+        }
+        return json.dumps(doc).encode()
+
+    client = _FakeClient(
+        {"src/a:v2": manifest("base", "a2"), "src/b:v2": manifest("base", "b2")},
+        {("src/a", "base")},  # a's repository at the destination has the base already (the old tag)
+    )
+    items = [
+        WorkItem("reg.example/src/a:v2", "dst.example/src/a:v2", "copy", "changed"),
+        WorkItem("reg.example/src/b:v2", "dst.example/src/b:v2", "copy", "changed"),
+    ]
+    found = blob_sets(_FakeClients(client), items)  # type: ignore[arg-type]
+    assert set(found[items[0].source]) == {"a2", "cfg-a2"}
+    assert set(found[items[1].source]) == {"base", "b2", "cfg-b2"}
+    assert client.heads == 2  # only the shared blob, once per image

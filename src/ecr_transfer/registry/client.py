@@ -215,6 +215,17 @@ class RegistryClient:
             self._raise_for(resp, what)
         return resp.data
 
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether the repository has the blob (HEAD; a registry may hold it for other repositories only)."""
+        what = f"blob {self.registry}/{repository}@{digest}"
+        url = f"{self.base_url()}/v2/{repository}/blobs/{digest}"
+        resp = self._request("HEAD", url, f"repository:{repository}:pull", what)
+        if resp.status == 404:
+            return False
+        if resp.status != 200:
+            self._raise_for(resp, what)
+        return True
+
     def list_tags(self, repository: str) -> list[str]:
         """Every tag, following `Link: rel="next"` pagination."""
         what = f"tag list of {self.registry}/{repository}"
