@@ -135,7 +135,10 @@ def _as_mapping(value: Any) -> dict[str, str]:
         if not text:
             return {}
         if text.startswith("{"):
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
         else:
             pairs = [p.split("=", 1) for p in _as_list(text)]
             if any(len(p) != 2 for p in pairs):
@@ -156,6 +159,9 @@ def _coerce(kind: str, value: Any) -> Any:
         return _as_bool(value)
     if kind.startswith("int:"):
         low, high = (int(x) for x in kind[4:].split("-"))
+        # int() would take `true` as 1 and 2.5 as 2: a typo must not become a setting.
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected a whole number, got {value!r}")
         try:
             number = int(value)
         except (TypeError, ValueError):
@@ -164,7 +170,9 @@ def _coerce(kind: str, value: Any) -> Any:
             raise ValueError(f"must be between {low} and {high}; got {number}")
         return number
     if kind == "list_text":
-        return "\n".join(_as_list(value)) if isinstance(value, list) else str(value)
+        if not isinstance(value, str | list | tuple):
+            raise ValueError(f"expected a list or comma/newline-separated text, got {type(value).__name__}")
+        return "\n".join(_as_list(value)) if isinstance(value, list | tuple) else value
     if kind == "hosts":
         hosts = _as_list(value)
         bad = [h for h in hosts if not _HOST.match(h)]
@@ -200,7 +208,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "settings") -> Settings:
     repo: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _KEYS:
-            close = difflib.get_close_matches(str(key), list(_KEYS), n=1)
+            close = [ENV_NAMES[key]] if key in ENV_NAMES else difflib.get_close_matches(str(key), list(_KEYS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"unknown setting {key!r}{hint}")
             continue
@@ -244,7 +252,9 @@ def validate(settings: Settings, source: str = "settings") -> None:
             try:
                 parse_image_list(settings.src_image_list, default)
             except ConfigError as exc:
-                problems.extend(f"srcImageList {p}" for p in exc.problems)
+                problems.extend(
+                    f"srcImageList {p}" if p.startswith("line ") else f"srcImageList: {p}" for p in exc.problems
+                )
     if problems:
         raise ConfigError(problems, source=source)
 
@@ -255,6 +265,11 @@ def load_yaml(path: str | Path) -> Settings:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=name) from None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise ConfigError(
+            f"cannot read config file: not UTF-8 text (byte 0x{bad:02x} at offset {exc.start})", source=name
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
