@@ -266,3 +266,90 @@ def test_sam_generated_roles_add_only_basic_logging_and_tracing(region: str, par
                 for statement in branches(entry):
                     for action in as_list(statement["Action"]):
                         assert "*" not in action, f"{name}: {action}"
+
+
+# -- every grant anywhere in the template (issue 6) -------------------------------------------------
+# The tests above read the policies where this template keeps them today. These read every policy
+# document in any resource, so a grant added elsewhere (an AWS::IAM::Policy or ManagedPolicy, a
+# SAM policy template, a resource policy) meets the same rules, and NotAction/NotResource, which
+# grant "everything except", are refused outright.
+def violations(tpl: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+
+    def documents(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if isinstance(node, dict):
+            if isinstance(node.get("Statement"), list):
+                yield path, node
+            for key, value in node.items():
+                yield from documents(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from documents(value, f"{path}[{i}]")
+
+    for name, resource in tpl["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
+            for policy in as_list(props.get("Policies", [])):
+                if not (isinstance(policy, dict) and "Statement" in policy):
+                    found.append(f"{name}: policy {policy!r} is not an inline statement list")
+        for path, document in documents(props, name):
+            trust = ".AssumeRolePolicyDocument" in path
+            for entry in document["Statement"]:
+                for statement in branches(entry):
+                    for key in ("NotAction", "NotResource", "NotPrincipal"):
+                        if key in statement and statement.get("Effect") == "Allow":
+                            found.append(f"{path}: Allow with {key}")
+                    if statement.get("Effect") != "Allow" or trust:
+                        continue
+                    actions = as_list(statement.get("Action", []))
+                    for action in actions:
+                        if not (isinstance(action, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action)):
+                            found.append(f"{path}: wildcard or malformed action {action!r}")
+                    if "*" in as_list(statement.get("Resource", [])):
+                        extra = sorted(set(actions) - STAR_RESOURCE_ACTIONS)
+                        if extra:
+                            found.append(f"{path}: {extra} granted on every resource")
+    return found
+
+
+def test_every_grant_anywhere_is_least_privilege() -> None:
+    assert violations(template()) == []
+
+
+def test_the_grant_checks_catch_broad_grants_wherever_they_are() -> None:
+    bad = {
+        "Resources": {
+            "Extra": {
+                "Type": "AWS::IAM::ManagedPolicy",
+                "Properties": {
+                    "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+                },
+            },
+            "Fn": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"Policies": [{"S3CrudPolicy": {"BucketName": "b"}}]},
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "Policies": [
+                        {
+                            "PolicyDocument": {
+                                "Statement": [
+                                    {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
+                                    {"Effect": "Allow", "Action": "ecr:PutImage", "Resource": "*"},
+                                ]
+                            }
+                        }
+                    ]
+                },
+            },
+        }
+    }
+    assert violations(bad) == [
+        "Extra.PolicyDocument: wildcard or malformed action 's3:*'",
+        "Extra.PolicyDocument: ['s3:*'] granted on every resource",
+        "Fn: policy {'S3CrudPolicy': {'BucketName': 'b'}} is not an inline statement list",
+        "Role.Policies[0].PolicyDocument: Allow with NotAction",
+        "Role.Policies[0].PolicyDocument: ['ecr:PutImage'] granted on every resource",
+    ]
