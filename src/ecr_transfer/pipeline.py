@@ -82,7 +82,25 @@ def copy_items(
                 item.reason,
             )
         )
-        return copier.copy(item)
+        try:
+            return copier.copy(item)
+        except Exception as exc:
+            # A bug or an unforeseen error in one copy must not abort the whole run (and leave
+            # every other image "interrupted"): it is this image's failure, with its cause.
+            log.exception("%s: unexpected error while copying", item.source)
+            return Outcome(
+                run_id,
+                item.source,
+                item.target,
+                "failed",
+                item.source_digest,
+                item.target_digest,
+                1,
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                now(),
+                now(),
+                item.reason,
+            )
 
     def done(outcome: Outcome) -> None:
         ledger.record(outcome)

@@ -157,6 +157,8 @@ def copy(request: CopyRequest, timeout: float | None = None) -> str:
             raise TransientError(f"skopeo copy timed out after {timeout:.0f}s") from None
         except FileNotFoundError:
             raise PermanentError(f"skopeo not found ({skopeo_binary()}); install it (apt-get install skopeo)") from None
+        except OSError as exc:  # not executable, exec format error...
+            raise PermanentError(f"cannot run skopeo ({skopeo_binary()}): {exc.strerror or exc}") from None
         if proc.returncode != 0:
             raise classify(proc.stderr, proc.returncode)
         try:

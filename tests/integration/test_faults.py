@@ -342,3 +342,35 @@ def test_a_tag_moved_during_the_run_is_copied_as_it_is_now(
     assert row["source_digest"] == row["target_digest"] == oci_images.app_b.digest
     assert row["reason"] == f"not at destination; source changed during the run (planned {planned})"
     assert dst_registry.manifest_digest("team/app", "1") == oci_images.app_b.digest
+
+
+def test_an_unexpected_error_in_one_copy_fails_that_image_only(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    digests = seeded_src({"team/ok:1": "single", "team/bug:1": "app-a"})
+    real_copy = copier.skopeo_copy
+
+    def buggy(request: CopyRequest, timeout: float | None = None) -> str:
+        if "team/bug" in request.source:
+            raise KeyError("digest")  # stands for any bug: not a TransferError
+        return real_copy(request, timeout)
+
+    monkeypatch.setattr(copier, "skopeo_copy", buggy)
+    cfg = write_config(**settings_for(src_registry.host, dst_registry.host, ["team/bug:1", "team/ok:1"]))
+    ledger = tmp_path / "l.db"
+
+    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+
+    assert code == 1
+    status = {i["source"].split("/", 1)[1]: (i["status"], i["error"]) for i in result["items"]}
+    assert status == {"team/bug:1": ("failed", "unexpected error: KeyError: 'digest'"), "team/ok:1": ("copied", None)}
+    assert dst_registry.manifest_digest("team/ok", "1") == digests["team/ok:1"]
+    (run,) = sqlite3.connect(ledger).execute("SELECT state FROM runs").fetchall()
+    assert run == ("finished",)

@@ -89,3 +89,28 @@ def test_bad_secrets_in_secrets_manager_exit_2(
 
     assert err.rstrip("\n") == fill(case["stderr"], values)
     assert code == 2 and out == "" and skopeo.calls() == []
+
+
+def test_a_skopeo_that_cannot_run_fails_each_image_with_the_cause(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seeded_src({"team/app:1": "single", "team/other:1": "app-a"})
+    broken = tmp_path / "skopeo"
+    broken.write_text("#!/bin/sh\n")  # not executable
+    monkeypatch.setenv("ECR_TRANSFER_SKOPEO", str(broken))
+    values = placeholders(tmp_path, src=src_registry.host, dst=dst_registry.host)
+    config = write_config(
+        {"id": "broken-skopeo"}, tmp_path, values, extra={"srcImageList": "{src}/team/app:1,{src}/team/other:1"}
+    )
+
+    code, out, _ = run(config, tmp_path / "ledger.db", capsys)
+
+    assert code == 1
+    result = json.loads(out)
+    assert result["counts"] == {"planned": 2, "copied": 0, "skipped": 0, "failed": 2}
+    assert {i["error"] for i in result["items"]} == {f"cannot run skopeo ({broken}): Permission denied"}
