@@ -179,13 +179,18 @@ def run(
     outcomes: list[Outcome] = []
     state = "finished"
     try:
-        for item in items:
-            if item.action == "skip":
-                outcome = skipped_outcome(item, run_id)
+        skipped = [skipped_outcome(item, run_id) for item in items if item.action == "skip"]
+        # One transaction for all skips where the ledger can (SQLite): a no-op run is mostly this.
+        record_many = getattr(ledger, "record_many", None)
+        if record_many is not None:
+            record_many(skipped)
+        else:
+            for outcome in skipped:
                 ledger.record(outcome)
-                outcomes.append(outcome)
-                if progress is not None:
-                    progress.finished(outcome)
+        for outcome in skipped:
+            outcomes.append(outcome)
+            if progress is not None:
+                progress.finished(outcome)
         to_copy = [i for i in items if i.action == "copy"]
         outcomes += copy_items(
             context, ledger, run_id, to_copy, concurrency=concurrency or context.settings.concurrency, progress=progress

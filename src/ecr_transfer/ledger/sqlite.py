@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ CREATE TABLE IF NOT EXISTS lease (
 
 
 DEFAULT_LEASE_SECONDS = 900.0
+
+
+_COLUMNS = tuple(_OUTCOME_COLUMNS.split(", "))
+_MARKS = ", ".join("?" * len(_COLUMNS))
+_INSERT_OUTCOME = f"INSERT OR REPLACE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({_MARKS})"
+# `latest` never goes back in time: an older run's late write does not win.
+_UPSERT_LATEST = (
+    f"INSERT INTO latest ({_OUTCOME_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT(source) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "source")
+    + " WHERE excluded.started_at >= latest.started_at OR latest.run_id = excluded.run_id"
+)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -193,18 +205,17 @@ class SQLiteLedger:
     # -- outcomes -------------------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
         """Upsert on (run_id, source): recording the same outcome twice leaves one row."""
-        values = tuple(outcome.to_dict()[c] for c in _OUTCOME_COLUMNS.split(", "))
-        marks = ", ".join("?" * len(values))
+        self.record_many([outcome])
+
+    def record_many(self, outcomes: Sequence[Outcome]) -> None:
+        """Several outcomes in one transaction: a no-op run's thousand skips cost one commit, not a thousand."""
+        rows = [tuple(getattr(o, c) for c in _COLUMNS) for o in outcomes]
+        if not rows:
+            return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(f"INSERT OR REPLACE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({marks})", values)
-            # `latest` never goes back in time: an older run's late write does not win.
-            self._db.execute(
-                f"INSERT INTO latest ({_OUTCOME_COLUMNS}) VALUES ({marks}) ON CONFLICT(source) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in _OUTCOME_COLUMNS.split(", ") if c != "source")
-                + " WHERE excluded.started_at >= latest.started_at OR latest.run_id = excluded.run_id",
-                values,
-            )
+            self._db.executemany(_INSERT_OUTCOME, rows)
+            self._db.executemany(_UPSERT_LATEST, rows)
             self._db.execute("COMMIT")
 
     def latest(self) -> list[Outcome]:
