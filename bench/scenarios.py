@@ -22,7 +22,7 @@ class Params:
     reps: int = 3
     profiles: tuple[str, ...] = ("loopback", "wan")
     scenarios: tuple[str, ...] = ("cold", "warm", "change")
-    sample: int = 100
+    sample: int = 50
     """The plugin's no-op on loopback runs on this many tags, scaled to all (see wan_sample)."""
     wan_sample: int = 40
     """skopeo sync and the plugin handle tags one by one or ten at a time, so their no-op time is
