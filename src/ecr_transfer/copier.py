@@ -15,7 +15,7 @@ from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.references import parse_reference
-from ecr_transfer.registry.credentials import Credential, temporary_authfile
+from ecr_transfer.registry.credentials import Credential, remove_stale_authfiles, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
 
@@ -73,6 +73,8 @@ class Copier:
         self.backoff = backoff if backoff is not None else float(os.environ.get(envvars.BACKOFF_BASE, DEFAULT_BACKOFF))
         self._sleep = sleep
         self._stop = stop
+        for stale in remove_stale_authfiles():
+            log.warning("removed %s, left with credentials inside by a process that was killed", stale)
         """Set when the run is being stopped (Ctrl-C, SIGTERM): no new attempt starts after that."""
 
     def _authfile_entries(self, *registries: str) -> dict[str, Credential]:

@@ -137,8 +137,14 @@ def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
     assert first["state"] == "running", "a SIGKILLed run cannot have closed itself"
     in_flight = ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = 'in_progress'")
     assert in_flight, "the kill landed between copies: nothing to recover"
+    # SIGKILL skips all cleanup: the in-flight copy's authfile directory is still there...
+    authdirs = {Path(str(r["authfile"]["path"])).parent for r in skopeo.records()}  # type: ignore[index]
+    left = {d for d in authdirs if d.exists()}
+    assert left, "expected the killed copy's authfile to outlive the kill"
 
     result = check_second_run(cfg, ledger, corpus, dst_registry, skopeo, first["run_id"])
+    # ...until the next run, which removes what dead runs left behind, credentials and all.
+    assert not any(d.exists() for d in left), left
     run = {r["run_id"]: r for r in ledger_rows(ledger, "SELECT * FROM runs")}
     assert run[first["run_id"]]["state"] == "interrupted"
     assert "ended before the run finished" in run[first["run_id"]]["note"]

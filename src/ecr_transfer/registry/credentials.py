@@ -141,13 +141,47 @@ def resolve_secret(spec: str, secret_resolver: SecretResolver | None = None) -> 
     return parse_secret(secret_resolver(spec), spec)
 
 
+_AUTH_PREFIX = "ecr-transfer-auth-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_authfiles() -> list[Path]:
+    """Delete authfile directories left by processes that died without cleaning up (SIGKILL).
+
+    Their names carry the creating pid; only this user's directories of dead processes go.
+    Returns what was removed.
+    """
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{_AUTH_PREFIX}*-*"):
+        pid = directory.name.removeprefix(_AUTH_PREFIX).split("-", 1)[0]
+        try:
+            mine = directory.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if pid.isdigit() and mine and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
 @contextmanager
 def temporary_authfile(entries: Mapping[str, Credential]) -> Iterator[Path]:
     """An auth.json for skopeo in a private directory (0700, file 0600), removed afterwards.
 
-    Credentials never go on skopeo's command line, where any local user could read them.
+    Credentials never go on skopeo's command line, where any local user could read them. A
+    process killed with SIGKILL cannot remove it: the directory name carries the pid, so the
+    next run removes it (remove_stale_authfiles).
     """
-    directory = tempfile.mkdtemp(prefix="ecr-transfer-auth-")
+    directory = tempfile.mkdtemp(prefix=f"{_AUTH_PREFIX}{os.getpid()}-")
     try:
         path = Path(directory) / "auth.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
