@@ -20,8 +20,7 @@ import pytest
 
 from ecr_transfer.local.registry import LocalRegistry
 from support.corpus import Corpus, build_corpus
-from support.faultproxy import wait_for
-from support.runs import count_status, ledger_rows, start_cli
+from support.runs import count_status, ledger_rows, start_cli, wait_for
 from support.skopeo_wrapper import Skopeo, install
 
 pytestmark = pytest.mark.timeout(120)

@@ -23,8 +23,8 @@ from ecr_transfer.local.registry import LocalRegistry
 from ecr_transfer.model import FINAL_STATUSES
 from ecr_transfer.skopeo import CopyRequest
 from support.corpus import Corpus, build_corpus
-from support.faultproxy import FaultProxy, Rule, wait_for
-from support.runs import count_status, start_cli
+from support.faultproxy import FaultProxy, Rule
+from support.runs import count_status, start_cli, wait_for
 from support.skopeo_wrapper import Skopeo, install
 
 pytestmark = pytest.mark.timeout(240)

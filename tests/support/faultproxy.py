@@ -28,19 +28,18 @@ uploads come back through the proxy too.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
-import io
 import json
 import re
 import socket
 import socketserver
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
+
+from support.httpwire import Dropped, Request, close, read_request, tamper
 
 Fault = Literal[
     "drop",
@@ -66,7 +65,6 @@ _HOP_BY_HOP = {
     "content-length",
 }
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_MAX_LINE = 65536
 
 
 @dataclass
@@ -91,57 +89,6 @@ class Event:
     """None, or the fault with its variant, e.g. `drop:mid-response`, `5xx:after`."""
     status: int | None
     """Status sent to the client; None when the connection was dropped first."""
-
-
-class _Request:
-    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.body = body
-
-    @property
-    def path(self) -> str:
-        return self.target.partition("?")[0]
-
-
-class _Dropped(Exception):
-    """The proxy decided to cut this connection."""
-
-
-def _read_request(reader: io.BufferedReader) -> _Request | None:
-    if reader.peek(1)[:1] == b"\x16":
-        # A TLS ClientHello: clients probe https first on an insecure registry. Hang up at once
-        # (the hello has no line end to wait for) so they fall back to plain HTTP.
-        return None
-    line = reader.readline(_MAX_LINE)
-    if not line:
-        return None
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None  # not HTTP (e.g. a TLS ClientHello from a client probing https first)
-    headers: list[tuple[str, str]] = []
-    while True:
-        raw = reader.readline(_MAX_LINE)
-        if raw in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = raw.decode("latin-1").partition(":")
-        headers.append((name.strip(), value.strip()))
-    lower = {k.lower(): v for k, v in headers}
-    if lower.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
-        while True:
-            size = int(reader.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while reader.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
-                    pass
-                break
-            chunks.append(reader.read(size))
-            reader.readline(_MAX_LINE)
-        body = b"".join(chunks)
-    else:
-        body = reader.read(int(lower.get("content-length", "0") or 0))
-    return _Request(parts[0], parts[1], headers, body)
 
 
 class FaultProxy:
@@ -226,7 +173,7 @@ class FaultProxy:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            _close(sock)
+            close(sock)
         for thread in self._threads:
             if isinstance(thread, threading.Timer):
                 thread.cancel()
@@ -265,7 +212,7 @@ class FaultProxy:
             return 0
         return 1 + int(self._draw("connection", n, "when") * 3)
 
-    def _decide(self, req: _Request, drop_now: bool = False) -> tuple[str | None, float]:
+    def _decide(self, req: Request, drop_now: bool = False) -> tuple[str | None, float]:
         """(fault with variant, stall seconds) for this request."""
         line = f"{req.method} {req.path}"
         key = f"{req.method} {_UUID.sub('*', req.path)}"
@@ -294,7 +241,7 @@ class FaultProxy:
             return "429:burst", 0.0
         return None, 0.0
 
-    def _variant(self, fault: Fault, req: _Request, key: str, n: int) -> str:
+    def _variant(self, fault: Fault, req: Request, key: str, n: int) -> str:
         if ":" in fault or fault in ("stall", "tamper"):
             return fault
         v = self._draw(key, n, "variant")
@@ -307,7 +254,7 @@ class FaultProxy:
         return "429:rule"
 
     # -- serving ------------------------------------------------------------------------------
-    def _record(self, req: _Request, fault: str | None, status: int | None) -> None:
+    def _record(self, req: Request, fault: str | None, status: int | None) -> None:
         with self._lock:
             self.events.append(Event(req.method, req.path, fault, status))
 
@@ -320,19 +267,19 @@ class FaultProxy:
         doomed_at, served = self._doomed_at(), 0
         try:
             while not self._stopping.is_set():
-                req = _read_request(reader)
+                req = read_request(reader)
                 if req is None:
                     return
                 served += 1
                 fault, stall = self._decide(req, drop_now=served == doomed_at)
                 if not self._answer(client, upstream, req, fault, stall):
                     return
-        except (OSError, _Dropped, ValueError, http.client.HTTPException):
+        except (OSError, Dropped, ValueError, http.client.HTTPException):
             return
         finally:
             upstream.close()
             reader.close()
-            _close(client)
+            close(client)
             with self._lock:
                 self._sockets.discard(client)
 
@@ -340,7 +287,7 @@ class FaultProxy:
         self,
         client: socket.socket,
         upstream: http.client.HTTPConnection,
-        req: _Request,
+        req: Request,
         fault: str | None,
         stall: float,
     ) -> bool:
@@ -368,7 +315,7 @@ class FaultProxy:
             self._send_error(client, req, 500, "UNKNOWN", "injected failure after the registry acted", fault)
             return True
         if fault == "tamper":
-            body = _tamper(body)
+            body = tamper(body)
         head = [f"HTTP/1.1 {status} {reason}"]
         head += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP]
         length = next((v for k, v in headers if k.lower() == "content-length"), "0")
@@ -391,7 +338,7 @@ class FaultProxy:
         return True
 
     def _forward(
-        self, upstream: http.client.HTTPConnection, req: _Request
+        self, upstream: http.client.HTTPConnection, req: Request
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         upstream.putrequest(req.method, req.target, skip_host=True, skip_accept_encoding=True)
         for name, value in req.headers:
@@ -407,7 +354,7 @@ class FaultProxy:
         return resp.status, resp.reason, resp.getheaders(), body
 
     def _send_error(
-        self, client: socket.socket, req: _Request, status: int, code: str, message: str, fault: str | None
+        self, client: socket.socket, req: Request, status: int, code: str, message: str, fault: str | None
     ) -> None:
         body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
         head = [
@@ -420,30 +367,3 @@ class FaultProxy:
             head.append(f"Retry-After: {self.retry_after}")
         client.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (b"" if req.method == "HEAD" else body))
         self._record(req, fault, status)
-
-
-def _tamper(body: bytes) -> bytes:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(doc, dict):
-        return body
-    doc.setdefault("annotations", {})["org.example.tampered"] = "by the fault proxy"
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
-def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll `predicate()` until true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(interval)
-    return False

@@ -6,6 +6,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,13 @@ def ledger_rows(ledger: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
 
 def count_status(ledger: Path, status: str) -> int:
     return len(ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = ?", status))
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll `predicate()` until true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
