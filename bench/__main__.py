@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
     workdir = args.workdir or Path(tempfile.gettempdir()) / "ecr-transfer-bench"
+    # Per-run files (configs, ledgers, blob-info caches, stderr) of the previous benchmark go.
+    shutil.rmtree(workdir / "runs", ignore_errors=True)
     (workdir / "runs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     machine = measure.machine()
