@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test unit integration lint typecheck validate build build-zip bench demo clean
+.PHONY: setup test unit integration lint typecheck validate build build-zip bench bench-smoke demo clean
 
 setup:
 	./scripts/bootstrap.sh
@@ -37,6 +37,13 @@ build:
 # PYENV_VERSION=3.11.7:3.12.1 make build-zip).
 build-zip:
 	$(SAM) build --exclude CopierImageFunction
+
+# The benchmark (about 15 minutes on 2 cores; not part of the tests). `make bench-smoke`: seconds.
+bench: setup
+	$(PY) -m bench
+
+bench-smoke:
+	$(PY) -m bench --smoke
 
 demo: setup
 	$(VENV)/bin/ecr-transfer demo
