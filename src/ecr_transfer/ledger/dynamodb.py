@@ -81,20 +81,11 @@ from ecr_transfer.ledger.dynamodb_items import (
     to_summary,
 )
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary
+from ecr_transfer.processes import pid_alive
 
 DEFAULT_LEASE_SECONDS = 900
 DEFAULT_HISTORY_DAYS = 90
 __all__ = ["DynamoDBLedger", "image_key", "table_definition"]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DynamoDBLedger:
@@ -224,7 +215,7 @@ class DynamoDBLedger:
         free = "attribute_not_exists(#Tag) OR #LeaseExpiresAt < :now OR #RunId = :run"
         if not self._write_lease(run_id, started_at, holder, free, {":now": now, ":run": run_id}):
             lease = self._lease() or {}
-            dead_here = lease.get("Host") == socket.gethostname() and not _pid_alive(int(lease.get("Pid", 0)))
+            dead_here = lease.get("Host") == socket.gethostname() and not pid_alive(int(lease.get("Pid", 0)))
             taken = dead_here and self._write_lease(
                 run_id,
                 started_at,

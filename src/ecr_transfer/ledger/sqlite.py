@@ -22,6 +22,7 @@ from typing import Any
 from ecr_transfer import envvars
 from ecr_transfer.ledger.base import LedgerBusyError
 from ecr_transfer.model import Outcome, RunSummary, counts
+from ecr_transfer.processes import pid_alive
 
 _OUTCOME_COLUMNS = (
     "run_id, source, target, status, source_digest, target_digest, attempts, error, started_at, ended_at, reason"
@@ -59,16 +60,6 @@ _UPSERT_LATEST = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "source")
     + " WHERE excluded.started_at >= latest.started_at OR latest.run_id = excluded.run_id"
 )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _outcome(row: sqlite3.Row) -> Outcome:
@@ -110,7 +101,7 @@ class SQLiteLedger:
                 if lease is not None:
                     expired = lease["expires_at"] is not None and lease["expires_at"] < time.time()
                     here = lease["host"] == host
-                    alive = not expired and (not here or _pid_alive(int(lease["pid"])))
+                    alive = not expired and (not here or pid_alive(int(lease["pid"])))
                     # Host and pid: two containers on one ledger volume are both pid 1.
                     if alive and (lease["host"], lease["pid"]) != (host, pid):
                         raise LedgerBusyError(

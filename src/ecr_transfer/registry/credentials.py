@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ecr_transfer import envvars
 from ecr_transfer.errors import ConfigError
+from ecr_transfer.processes import pid_alive
 from ecr_transfer.references import DOCKER_HUB
 
 _HUB_KEYS = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -144,16 +145,6 @@ def resolve_secret(spec: str, secret_resolver: SecretResolver | None = None) -> 
 _AUTH_PREFIX = "ecr-transfer-auth-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_authfiles() -> list[Path]:
     """Delete authfile directories left by processes that died without cleaning up (SIGKILL).
 
@@ -167,7 +158,7 @@ def remove_stale_authfiles() -> list[Path]:
             mine = directory.stat().st_uid == os.getuid()
         except OSError:
             continue
-        if pid.isdigit() and mine and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and mine and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
     return removed
