@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from ecr_transfer.local.registry import LocalRegistry
+from support.corpus import Corpus
+from support.skopeo_wrapper import Skopeo, install
+
 
 class SkopeoRecorder:
     """Every skopeo invocation's argv, recorded by a wrapper that then runs the real skopeo."""
@@ -67,3 +71,17 @@ def _isolated_auth_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     os.environ.pop("ECR_TRANSFER_LEDGER", None)
+
+
+# Each fault/crash/concurrency module defines its own module-scoped `corpus` (sizes differ);
+# these build on whichever one the requesting module has.
+@pytest.fixture
+def corpus_src(corpus: Corpus, registry_factory: Callable[..., LocalRegistry], tmp_path: Path) -> LocalRegistry:
+    """A fresh source registry holding a clone of the module's corpus."""
+    return corpus.clone(lambda root: registry_factory(root_dir=root), tmp_path / "src-storage")
+
+
+@pytest.fixture
+def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
+    """The recording skopeo wrapper of tests/support (argv, pid, authfile modes)."""
+    return install(tmp_path, monkeypatch)

@@ -23,7 +23,7 @@ from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.local.registry import LocalRegistry
 from support.corpus import Corpus, build_corpus
 from support.runs import count_status, ledger_rows, start_cli, wait_for
-from support.skopeo_wrapper import Skopeo, install
+from support.skopeo_wrapper import Skopeo
 
 pytestmark = pytest.mark.timeout(120)
 BUSY = re.compile(
@@ -35,16 +35,6 @@ BUSY = re.compile(
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("concurrent-corpus"), count=6, multi_every=3, big_layer=16 * 1024)
-
-
-@pytest.fixture
-def corpus_src(corpus: Corpus, registry_factory: Callable[..., LocalRegistry], tmp_path: Path) -> LocalRegistry:
-    return corpus.clone(lambda root: registry_factory(root_dir=root), tmp_path / "src-storage")
-
-
-@pytest.fixture
-def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
-    return install(tmp_path, monkeypatch)
 
 
 @pytest.fixture

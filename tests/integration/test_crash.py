@@ -21,7 +21,7 @@ import pytest
 from ecr_transfer.local.registry import LocalRegistry
 from support.corpus import Corpus, build_corpus
 from support.runs import count_status, ledger_rows, start_cli, wait_for
-from support.skopeo_wrapper import Skopeo, install
+from support.skopeo_wrapper import Skopeo
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("crash-corpus"), count=8, multi_every=4, big_layer=16 * 1024)
-
-
-@pytest.fixture
-def corpus_src(corpus: Corpus, registry_factory: Callable[..., LocalRegistry], tmp_path: Path) -> LocalRegistry:
-    return corpus.clone(lambda root: registry_factory(root_dir=root), tmp_path / "src-storage")
-
-
-@pytest.fixture
-def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
-    return install(tmp_path, monkeypatch)
 
 
 def copied_count(ledger: Path) -> int:

@@ -25,7 +25,7 @@ from ecr_transfer.skopeo import CopyRequest
 from support.corpus import Corpus, build_corpus
 from support.faultproxy import FaultProxy, Rule
 from support.runs import count_status, start_cli, wait_for
-from support.skopeo_wrapper import Skopeo, install
+from support.skopeo_wrapper import Skopeo
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,16 +33,6 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("fault-corpus"), count=30, multi_every=6, big_layer=64 * 1024)
-
-
-@pytest.fixture
-def corpus_src(corpus: Corpus, registry_factory: Callable[..., LocalRegistry], tmp_path: Path) -> LocalRegistry:
-    return corpus.clone(lambda root: registry_factory(root_dir=root), tmp_path / "src-storage")
-
-
-@pytest.fixture
-def skopeo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Skopeo:
-    return install(tmp_path, monkeypatch)
 
 
 @pytest.fixture
