@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from ecr_transfer import envvars
 from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
-from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.model import Outcome, Status, WorkItem
 from ecr_transfer.references import parse_reference
 from ecr_transfer.registry.credentials import Credential, remove_stale_authfiles, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
@@ -219,18 +219,25 @@ class Copier:
             )
 
 
-def skipped_outcome(item: WorkItem, run_id: str) -> Outcome:
+def item_outcome(
+    item: WorkItem, run_id: str, status: Status, *, error: str | None = None, attempts: int = 0
+) -> Outcome:
+    """An outcome settled without (another) skopeo copy: skipped, interrupted, or failed around it."""
     stamp = now()
     return Outcome(
         run_id,
         item.source,
         item.target,
-        "skipped",
+        status,
         item.source_digest,
         item.target_digest,
-        0,
-        None,
+        attempts,
+        error,
         stamp,
         stamp,
         item.reason,
     )
+
+
+def skipped_outcome(item: WorkItem, run_id: str) -> Outcome:
+    return item_outcome(item, run_id, "skipped")

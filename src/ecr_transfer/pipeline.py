@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ecr_transfer.blobsched import BlobSchedule, blob_sets
 from ecr_transfer.context import TransferContext
-from ecr_transfer.copier import Copier, now, skipped_outcome
+from ecr_transfer.copier import Copier, item_outcome, now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger
 from ecr_transfer.model import Outcome, RunSummary, WorkItem
 from ecr_transfer.planner import plan
@@ -88,18 +88,8 @@ def copy_items(
             # A bug or an unforeseen error in one copy must not abort the whole run (and leave
             # every other image "interrupted"): it is this image's failure, with its cause.
             log.exception("%s: unexpected error while copying", item.source)
-            return Outcome(
-                run_id,
-                item.source,
-                item.target,
-                "failed",
-                item.source_digest,
-                item.target_digest,
-                1,
-                f"unexpected error: {type(exc).__name__}: {exc}",
-                now(),
-                now(),
-                item.reason,
+            return item_outcome(
+                item, run_id, "failed", error=f"unexpected error: {type(exc).__name__}: {exc}", attempts=1
             )
 
     def done(outcome: Outcome) -> None:
@@ -144,19 +134,11 @@ def copy_items(
 
 
 def _interrupted(run_id: str, item: WorkItem) -> Outcome:
-    stamp = now()
-    return Outcome(
+    return item_outcome(
+        item,
         run_id,
-        item.source,
-        item.target,
         "interrupted",
-        item.source_digest,
-        item.target_digest,
-        0,
-        "the run was stopped before this image was copied; the next run re-plans it",
-        stamp,
-        stamp,
-        item.reason,
+        error="the run was stopped before this image was copied; the next run re-plans it",
     )
 
 

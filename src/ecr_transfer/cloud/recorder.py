@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ecr_transfer.cloud import batch
-from ecr_transfer.copier import now
+from ecr_transfer.copier import item_outcome, now
 from ecr_transfer.ledger.base import Ledger
 from ecr_transfer.model import FAILED_STATUSES, Outcome, WorkItem
 
@@ -49,20 +49,7 @@ def describe_error(error: Mapping[str, Any] | None) -> str | None:
 
 
 def failed_outcome(item: WorkItem, run_id: str, error: str) -> Outcome:
-    stamp = now()
-    return Outcome(
-        run_id,
-        item.source,
-        item.target,
-        "failed",
-        item.source_digest,
-        item.target_digest,
-        0,
-        error,
-        stamp,
-        stamp,
-        item.reason,
-    )
+    return item_outcome(item, run_id, "failed", error=error)
 
 
 def read_outcomes(s3: Any, bucket: str, key: str) -> list[Outcome]:
