@@ -4,8 +4,11 @@ skopeo skips a blob the destination repository has and mounts one its blob-info 
 pushed to another repository of the same registry, but two copies running at once both see
 "missing" and both upload. So before copying, the source manifests of the images to copy are
 read (one GET each, plus one per platform of an index) and a copy starts only when none of its
-blobs is being uploaded by a running copy; once that copy succeeds, its blobs are free for
-everyone (skipped or mounted). Blobs no one else needs never hold anything up.
+blobs is being uploaded by a running copy. A blob is free for everyone (skipped, or mounted
+from skopeo's blob-info cache) as soon as it has landed: the pipeline HEADs the blobs that
+held-back copies wait for at the uploading copy's destination, so a small layer every image
+shares holds the others back for the moment it takes to upload, not for the whole image.
+Blobs no one else needs never hold anything up.
 
 Docker Hub counts every manifest GET against its pull limit, so images from there are not
 inspected and are scheduled as before (in order, unconstrained).
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from ecr_transfer.errors import TransferError
@@ -100,44 +104,78 @@ def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int 
     return {item.source: blobs for item, blobs in zip(items, found, strict=True)}
 
 
+def arrived_blobs(clients: RegistryClients, awaited: Mapping[str, WorkItem], pool: ThreadPoolExecutor) -> set[str]:
+    """Which awaited blobs the uploading copy's destination repository already has (one HEAD each)."""
+    pairs = list(awaited.items())
+    present = pool.map(lambda pair: _at_target(clients, pair[1], pair[0]), pairs)
+    return {digest for (digest, _), there in zip(pairs, present, strict=True) if there}
+
+
 class BlobSchedule:
     """Hands out items, holding back any whose shared blobs a running copy is uploading.
 
     Among the items free to start, one that brings shared blobs nobody has uploaded yet goes
-    first, smallest first: it unlocks the images waiting for those blobs soonest. The others
-    keep their order.
+    first, the one whose shared blobs the most bytes of other images wait for: it unlocks the
+    most work soonest.
+    The others go largest first, so the long copies do not end up alone at the end of the run.
     """
 
-    def __init__(self, items: Iterable[WorkItem], blobs: Mapping[str, Blobs]) -> None:
+    def __init__(
+        self, items: Iterable[WorkItem], blobs: Mapping[str, Blobs], demand: Mapping[str, int] | None = None
+    ) -> None:
+        """`demand`: shared blob -> bytes of the run's images that need it, when these items are only
+        part of the run (the platforms of one index): the platform bringing the blob that the most
+        work waits for goes first."""
         self._pending = list(items)
-        uses = Counter(b for item in self._pending for b in blobs.get(item.source, {}))
+        self._uses = Counter(b for item in self._pending for b in blobs.get(item.source, {}))
+        self._size = {item.source: sum(blobs.get(item.source, {}).values()) for item in self._pending}
+        if demand is None:
+            waiting: Counter[str] = Counter()
+            for item in self._pending:
+                for b in blobs.get(item.source, {}):
+                    if self._uses[b] > 1:
+                        waiting[b] += max(1, self._size[item.source])
+            demand = waiting
+        self.demand: Mapping[str, int] = demand
+        self._blobs = {item.source: frozenset(blobs.get(item.source, {})) for item in self._pending}
         # Only blobs that two or more images share can race; a blob of one image never waits.
         self._shared = {
-            item.source: frozenset(b for b in blobs.get(item.source, {}) if uses[b] > 1) for item in self._pending
+            item.source: frozenset(b for b in blobs.get(item.source, {}) if self._uses[b] > 1) for item in self._pending
         }
-        self._size = {item.source: sum(blobs.get(item.source, {}).values()) for item in self._pending}
         self._uploading: set[str] = set()
         self._claimed: dict[str, frozenset[str]] = {}
         self._landed: set[str] = set()
+        self._by_source = {item.source: item for item in self._pending}
 
     def take(self) -> WorkItem | None:
         """The next item free to start now, or None (nothing pending, or all held back)."""
-        best: tuple[int, int, int] | None = None
+        best: tuple[int, int, int, int] | None = None
         for index, item in enumerate(self._pending):
             shared = self._shared.get(item.source, frozenset())
             if shared & self._uploading:
                 continue
-            leads = bool(shared - self._landed)
-            key = (0, self._size[item.source], index) if leads else (1, 0, index)
+            unlocks = sum(self.demand.get(b, 0) for b in self._blobs[item.source] - self._landed)
+            key = (0 if unlocks else 1, -unlocks, -self._size[item.source], index)
             if best is None or key < best:
                 best = key
         if best is None:
             return None
-        item = self._pending.pop(best[2])
+        item = self._pending.pop(best[3])
         claim = self._shared.get(item.source, frozenset()) - self._landed
         self._uploading |= claim
         self._claimed[item.source] = claim
         return item
+
+    def awaited(self) -> dict[str, WorkItem]:
+        """Blobs a held-back item waits for -> the running copy uploading them."""
+        wanted = {b for item in self._pending for b in self._shared.get(item.source, frozenset()) & self._uploading}
+        return {b: self._by_source[source] for source, claim in self._claimed.items() for b in claim & wanted}
+
+    def arrived(self, digests: Iterable[str]) -> None:
+        """These blobs are at the destination already, while the copies bringing them still run."""
+        arrived = set(digests)
+        self._uploading -= arrived
+        self._landed |= arrived
 
     def finished(self, item: WorkItem, landed: bool) -> None:
         """A copy ended; its blobs are at the destination when it succeeded."""
@@ -154,3 +192,59 @@ class BlobSchedule:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+
+class LandingWatch:
+    """Looks for the blobs held-back copies wait for, soon after a claim and then less often.
+
+    A shared layer lands well before the image that brings it is done (its other layers and
+    the manifest are still on their way): freeing it then lets the copies waiting for it start
+    and mount it instead of queueing behind the whole image. Each look is one HEAD per awaited
+    blob at the uploading copy's destination; the interval grows while nothing arrives.
+    """
+
+    FIRST = 0.1
+    LAST = 1.0
+    GROWTH = 1.1
+    """Looks 0.1 s apart at first (a layer found late idles the copies waiting for it), about
+    0.2 s apart after two seconds and 1 s apart after ten; each look is a HEAD per awaited blob."""
+
+    def __init__(
+        self, clients: RegistryClients, schedule: BlobSchedule, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clients, self._schedule, self._clock = clients, schedule, clock
+        self._interval = self.FIRST
+        self._next: float | None = None
+        self._watched: frozenset[str] = frozenset()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def timeout(self) -> float | None:
+        """How long to wait for a copy to finish before looking again; None: nothing to look for."""
+        awaited = frozenset(self._schedule.awaited())
+        if not awaited:
+            self._next, self._watched = None, frozenset()
+            return None
+        now = self._clock()
+        if self._next is None or awaited - self._watched:
+            # New claims: look soon, as a small shared layer lands within moments.
+            self._interval, self._next = self.FIRST, now + self.FIRST
+        self._watched = awaited
+        return max(0.0, self._next - now)
+
+    def look(self) -> None:
+        """When it is time: HEAD the awaited blobs and free the ones that have landed."""
+        if self._next is None or self._clock() < self._next:
+            return
+        awaited = self._schedule.awaited()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="landed")
+        arrived = arrived_blobs(self._clients, awaited, self._pool) if awaited else set()
+        if arrived:
+            log.debug("shared blobs landed while their copies run: %s", sorted(arrived))
+            self._schedule.arrived(arrived)
+        self._interval = self.FIRST if arrived else min(self.LAST, self._interval * self.GROWTH)
+        self._next = self._clock() + self._interval
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

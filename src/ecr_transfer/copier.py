@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 
 from ecr_transfer import envvars
 from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.model import Outcome, Status, WorkItem
-from ecr_transfer.references import parse_reference
+from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
+from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
 from ecr_transfer.registry.credentials import Credential, remove_stale_authfiles, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
@@ -66,6 +68,8 @@ class Copier:
         backoff: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
+        slots: int | None = None,
+        demand: Mapping[str, int] | None = None,
     ) -> None:
         self.context = context
         self.run_id = run_id
@@ -73,6 +77,12 @@ class Copier:
         self.backoff = backoff if backoff is not None else float(os.environ.get(envvars.BACKOFF_BASE, DEFAULT_BACKOFF))
         self._sleep = sleep
         self._stop = stop
+        # Every skopeo process takes a slot: platforms copied side by side never push the run
+        # past its concurrency, and a waiting image holds no slot, so nothing can deadlock.
+        self._slots = threading.BoundedSemaphore(max(1, slots or context.settings.concurrency))
+        self._platform_copies = platform_copies()
+        self._demand = demand
+        """Blob -> images of the run needing it (the run's blob schedule), to order platforms."""
         for stale in remove_stale_authfiles():
             log.warning("removed %s, left with credentials inside by a process that was killed", stale)
         """Set when the run is being stopped (Ctrl-C, SIGTERM): no new attempt starts after that."""
@@ -106,19 +116,21 @@ class Copier:
         all_platforms = self.context.settings.include_untagged
         target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
+            request = partial(
+                CopyRequest,
+                src_insecure=self.context.is_insecure(src.registry),
+                dest_insecure=self.context.is_insecure(dst.registry) or self.context.is_insecure(push_host),
+                authfile=authfile,
+                registries_conf=self.context.registries_conf,
+            )
             try:
-                written = skopeo_copy(
-                    CopyRequest(
-                        # skopeo rejects tag+digest references; the pinned digest is what counts.
-                        f"{src.registry}/{src.repository}@{src.digest}" if src.digest else item.source,
-                        target,
-                        all_platforms=all_platforms,
-                        src_insecure=self.context.is_insecure(src.registry),
-                        dest_insecure=self.context.is_insecure(dst.registry) or self.context.is_insecure(push_host),
-                        authfile=authfile,
-                        registries_conf=self.context.registries_conf,
-                    )
-                )
+                children = self._platforms(src, expected) if all_platforms else None
+                if children:
+                    written = self._copy_index(src, expected, target, children, request)
+                else:
+                    # skopeo rejects tag+digest references; the pinned digest is what counts.
+                    source = f"{src.registry}/{src.repository}@{src.digest}" if src.digest else item.source
+                    written = self._skopeo(request(source, target, all_platforms=all_platforms))
             except ConflictError:
                 # ECR refuses to re-push an immutable tag even with the same digest: that is done, not a conflict.
                 if self.context.destination.digests([dst])[0] == expected:
@@ -140,6 +152,49 @@ class Copier:
                     f"digest mismatch after copy: copied {written} to {item.target}, but the source has {now_at_source}"
                 )
         return written, landed
+
+    def _skopeo(self, request: CopyRequest) -> str:
+        if self._stopping():
+            raise TransientError("the run is stopping: no new copy starts")
+        with self._slots:
+            return skopeo_copy(request)
+
+    def _platforms(self, src: ImageRef, digest: str) -> list[str] | None:
+        """The platforms to copy side by side when the source is a multi-arch index, else None."""
+        if self._platform_copies < 2 or src.registry == DOCKER_HUB:
+            # Docker Hub counts every manifest GET as a pull: reading the index first costs one.
+            return None
+        try:
+            body = self.context.clients.get(src.registry).get_manifest(src.repository, digest)
+        except TransferError as exc:
+            log.debug("%s/%s@%s: index not read (%s); copied in one skopeo", src.registry, src.repository, digest, exc)
+            return None
+        return platforms(body) if body is not None else None
+
+    def _copy_index(
+        self, src: ImageRef, digest: str, target: str, children: list[str], request: Callable[..., CopyRequest]
+    ) -> str:
+        """Every platform by digest at once, then the index read from the same digest."""
+        dst = parse_reference(target)
+
+        units = [
+            WorkItem(
+                f"{src.registry}/{src.repository}@{child}",
+                f"{dst.registry}/{dst.repository}@{child}",
+                "copy",
+                f"platform of {src.registry}/{src.repository}@{digest}",
+                child,
+            )
+            for child in children
+        ]
+
+        def one(unit: WorkItem) -> None:
+            written = self._skopeo(request(unit.source, unit.target, all_platforms=False))
+            if written != unit.source_digest:
+                raise TransientError(f"digest mismatch after copy: platform {unit.source_digest} arrived as {written}")
+
+        copy_platforms(self.context.clients, units, one, self._platform_copies, self._demand)
+        return self._skopeo(request(f"{src.registry}/{src.repository}@{digest}", target, index_only=True))
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()

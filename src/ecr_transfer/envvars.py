@@ -36,6 +36,8 @@ MAX_ATTEMPTS = "ECR_TRANSFER_MAX_ATTEMPTS"
 BACKOFF_BASE = "ECR_TRANSFER_BACKOFF_BASE"
 COPY_TIMEOUT = "ECR_TRANSFER_COPY_TIMEOUT"
 """Seconds one skopeo copy may take before it is killed and retried (a stalled connection)."""
+PLATFORM_COPIES = "ECR_TRANSFER_PLATFORM_COPIES"
+"""Platforms of one multi-arch index copied at once, each by its own skopeo (default 4; 1: all in one)."""
 LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ecr_transfer.blobsched import BlobSchedule, blob_sets
+from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier, item_outcome, now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger
@@ -59,12 +59,13 @@ def copy_items(
 ) -> list[Outcome]:
     """Copy up to `concurrency` images at once; every item ends with exactly one final outcome."""
     stop = threading.Event()
-    copier = Copier(context, run_id, stop=stop)
     outcomes: list[Outcome] = []
     pending = copy_order(items)
     if not pending:
         return outcomes
     schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
+    copier = Copier(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
+    watch = LandingWatch(context.clients, schedule)
 
     def work(item: WorkItem) -> Outcome:
         ledger.record(
@@ -108,7 +109,8 @@ def copy_items(
     try:
         fill()
         while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=watch.timeout(), return_when=FIRST_COMPLETED)
+            watch.look()
             for future in finished:
                 item = running.pop(future)
                 outcome = future.result()
@@ -129,6 +131,8 @@ def copy_items(
         for item in schedule.rest():
             done(_interrupted(run_id, item))
         raise
+    finally:
+        watch.close()
     pool.shutdown(wait=True)
     return outcomes
 

@@ -56,6 +56,8 @@ class CopyRequest:
     source: str
     target: str
     all_platforms: bool = True
+    index_only: bool = False
+    """Copy only the index (`--multi-arch index-only`): its platforms are at the destination already."""
     src_insecure: bool = False
     dest_insecure: bool = False
     authfile: Path | None = None
@@ -76,7 +78,9 @@ def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
         # skopeo 1.9.3 ignores CONTAINERS_REGISTRIES_CONF; only this (hidden) global flag works.
         argv += ["--registries-conf", str(request.registries_conf)]
     argv += ["copy", "--retry-times", "0", "--digestfile", str(digestfile)]
-    if request.all_platforms:
+    if request.index_only:
+        argv += ["--multi-arch", "index-only"]
+    elif request.all_platforms:
         argv.append("--all")
     if request.authfile is not None:
         argv += ["--authfile", str(request.authfile)]

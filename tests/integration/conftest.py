@@ -31,7 +31,12 @@ class SkopeoRecorder:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def copies(self) -> list[list[str]]:
-        return [c for c in self.calls() if "copy" in c]
+        """One per image: the copy that writes the tag (`--all`, or the index after its platforms)."""
+        return [c for c in self.calls() if "copy" in c and "@" not in c[-1]]
+
+    def platform_copies(self) -> list[list[str]]:
+        """Platforms of an index copied on their own, by digest, before the index."""
+        return [c for c in self.calls() if "copy" in c and "@" in c[-1]]
 
 
 @pytest.fixture

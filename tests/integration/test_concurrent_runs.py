@@ -81,7 +81,7 @@ def test_runs_started_at_once_one_copies_the_others_exit_2(
             socket.gethostname(),
         )
     # Each image copied once, by the winner; the ledger is intact and holds one finished run.
-    sources = skopeo.copied_sources()
+    sources = skopeo.copied_targets()
     assert len(sources) == len(set(sources)) == len(corpus.digests), sources
     assert sqlite3.connect(ledger).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     runs = ledger_rows(ledger, "SELECT run_id, state FROM runs")
@@ -117,7 +117,7 @@ def test_lease_held_on_another_host_is_kept_alive_and_expires_when_that_run_dies
     assert wait_for(lambda: count_status(ledger, "copied") >= 2, timeout=60)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    copied_by_first = {r["source"] for r in ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = 'copied'")}
+    copied_by_first = {r["target"] for r in ledger_rows(ledger, "SELECT target FROM outcomes WHERE status = 'copied'")}
 
     # The dead run's lease expires within 2 s of its last renewal; then the ledger is free.
     deadline = time.monotonic() + 10
@@ -134,7 +134,7 @@ def test_lease_held_on_another_host_is_kept_alive_and_expires_when_that_run_dies
         f"note: earlier run {run['run_id']} was interrupted: its lease expired (process {first.pid} on "
         "container-7f3a stopped renewing it)"
     ) in err
-    assert not set(skopeo.copied_sources()[copies_before:]) & copied_by_first
+    assert not set(skopeo.copied_targets()[copies_before:]) & copied_by_first
     assert ledger_rows(ledger, "SELECT * FROM outcomes WHERE status = 'in_progress'") == []
     states = {r["run_id"]: r["state"] for r in ledger_rows(ledger, "SELECT * FROM runs")}
     assert states[run["run_id"]] == "interrupted" and states[json.loads(out)["run_id"]] == "finished"

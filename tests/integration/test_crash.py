@@ -83,7 +83,7 @@ def kill_mid_run(
 def check_second_run(
     cfg: Path, ledger: Path, corpus: Corpus, dst: LocalRegistry, skopeo: Skopeo, first_run: str
 ) -> dict[str, Any]:
-    done_before = {r["source"] for r in ledger_rows(ledger, "SELECT source FROM outcomes WHERE status = 'copied'")}
+    done_before = {r["target"] for r in ledger_rows(ledger, "SELECT target FROM outcomes WHERE status = 'copied'")}
     copies_before = len(skopeo.copies())
     proc = start_cli(cfg, ledger)
     out, err = proc.communicate(timeout=60)
@@ -91,9 +91,9 @@ def check_second_run(
     result = json.loads(out)
     assert result["counts"]["planned"] == len(corpus.digests) and result["counts"]["failed"] == 0
     # Finished before the kill means never copied again: the second run skips them.
-    recopied = set(skopeo.copied_sources()[copies_before:])
+    recopied = set(skopeo.copied_targets()[copies_before:])
     assert not recopied & done_before, recopied & done_before
-    assert {i["source"] for i in result["items"] if i["status"] == "skipped"} >= done_before
+    assert {i["target"] for i in result["items"] if i["status"] == "skipped"} >= done_before
     for repo_tag, digest in corpus.digests.items():
         repo, tag = repo_tag.rsplit(":", 1)
         assert dst.manifest_digest(repo, tag) == digest, repo_tag

@@ -188,7 +188,7 @@ def test_planning_lookups_retry_transient_errors(
     code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
     assert code == 0, result
     assert result["counts"] == {"planned": 5, "copied": 3, "skipped": 2, "failed": 0}
-    assert sorted(s.split("/", 1)[1] for s in skopeo.copied_sources()) == ["a/two:1", "all:x", "b/four:1"]
+    assert sorted(s.split("/", 1)[1] for s in skopeo.copied_targets()) == ["a/two:1", "all:x", "b/four:1"]
 
 
 def test_stalled_transfer_is_killed_after_the_copy_timeout_and_retried(
@@ -261,8 +261,8 @@ def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
     assert code == 0, second
     # Only failed images are copied again. A failed one may be skipped: when the registry went
     # away right after a push landed, the attempt failed, but the next run finds it in place.
-    recopied = skopeo.copied_sources()[copies_before:]
-    assert len(recopied) == len(set(recopied)) and set(recopied) <= {i["source"] for i in failed}, (first, second)
+    recopied = skopeo.copied_targets()[copies_before:]
+    assert len(recopied) == len(set(recopied)) and set(recopied) <= {i["target"] for i in failed}, (first, second)
     assert {i["source"] for i in second["items"] if i["status"] == "skipped"} >= {i["source"] for i in copied}
     for ref in refs:
         repo, tag = ref.rsplit(":", 1)

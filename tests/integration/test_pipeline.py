@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ecr_transfer.cli import main
-from ecr_transfer.local.oci import SampleImages
+from ecr_transfer.local.oci import Layer, SampleImages, write_index
 from ecr_transfer.local.registry import LocalRegistry
 
 from .conftest import SkopeoRecorder
@@ -67,11 +67,12 @@ def test_first_run_copies_second_copies_nothing(
         assert item["status"] == "copied" and item["source_digest"] == item["target_digest"]
     assert len(skopeo_recorder.copies()) == 3
 
+    calls_before = len(skopeo_recorder.calls())
     code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
     assert code == 0
     assert second["counts"] == {"planned": 3, "copied": 0, "skipped": 3, "failed": 0}
     assert {i["status"] for i in second["items"]} == {"skipped"}
-    assert len(skopeo_recorder.calls()) == 3, "the no-op run must start no skopeo process"
+    assert len(skopeo_recorder.calls()) == calls_before, "the no-op run must start no skopeo process"
 
     rows = sqlite3.connect(ledger).execute("SELECT run_id, status FROM outcomes ORDER BY run_id").fetchall()
     assert sorted(r[1] for r in rows) == ["copied"] * 3 + ["skipped"] * 3
@@ -297,3 +298,63 @@ def test_bad_config_exits_2_and_copies_nothing(
         not (tmp_path / "l.db").exists()
         or not sqlite3.connect(tmp_path / "l.db").execute("SELECT * FROM outcomes").fetchall()
     )
+
+
+def test_platforms_of_an_index_are_copied_side_by_side_sharing_blobs_once(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    skopeo_recorder: SkopeoRecorder,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Three platforms sharing one layer: each is copied by digest in its own skopeo, the shared
+    # layer is uploaded by one of them only, then the index alone keeps its digest.
+    common = Layer.random(64 * 1024, "platforms-common")
+    index = write_index(
+        tmp_path / "layout",
+        "multi",
+        {("linux", arch): [common, Layer.text(f"app/{arch}.txt", f"{arch}\n")] for arch in ("amd64", "arm64", "s390x")},
+    )
+    src_registry.push(tmp_path / "layout", "multi", "team/multi", "v1")
+    cfg = config(f"{src_registry.host}/team/multi:v1", destPrefix="mirror")
+
+    code, result = run_json(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    assert code == 0 and result["counts"]["copied"] == 1
+    assert dst_registry.manifest_digest("mirror/team/multi", "v1") == index.digest
+    for child in index.children:
+        assert dst_registry.manifest_digest("mirror/team/multi", child.digest) == child.digest
+
+    children = {c.digest for c in index.children}
+    platform_copies = skopeo_recorder.platform_copies()
+    assert {c[-2].rsplit("@", 1)[1] for c in platform_copies} == children
+    assert {c[-1] for c in platform_copies} == {f"docker://{dst_registry.host}/mirror/team/multi@{d}" for d in children}
+    assert all("--all" not in c for c in platform_copies)
+    [index_copy] = skopeo_recorder.copies()
+    assert index_copy[-2:] == [
+        f"docker://{src_registry.host}/team/multi@{index.digest}",
+        f"docker://{dst_registry.host}/mirror/team/multi:v1",
+    ]
+    assert "--multi-arch" in index_copy and index_copy[index_copy.index("--multi-arch") + 1] == "index-only"
+    uploads = [r.uri for r in dst_registry.requests() if r.method == "PUT" and "/blobs/uploads/" in r.uri]
+    assert sum(common.digest.replace(":", "%3A") in uri for uri in uploads) == 1, uploads
+
+
+def test_one_platform_copy_at_a_time_means_one_skopeo_for_the_whole_index(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    oci_images: SampleImages,
+    skopeo_recorder: SkopeoRecorder,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ECR_TRANSFER_PLATFORM_COPIES", "1")
+    seeded_src({"tools/multi:v1": "multi"})
+    cfg = config(f"{src_registry.host}/tools/multi:v1")
+    assert main(["run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db")]) == 0
+    assert dst_registry.manifest_digest("tools/multi", "v1") == oci_images.multi.digest
+    assert skopeo_recorder.platform_copies() == []
+    [copy] = skopeo_recorder.copies()
+    assert "--all" in copy and copy[-2] == f"docker://{src_registry.host}/tools/multi:v1"

@@ -66,11 +66,14 @@ class Skopeo:
         return [list(r["argv"]) for r in self.records()]  # type: ignore[call-overload]
 
     def copies(self) -> list[list[str]]:
-        return [c for c in self.calls() if "copy" in c]
+        """One per image: the copy that writes the tag (`--all`, or the index after its platforms)."""
+        return [c for c in self.calls() if "copy" in c and "@" not in c[-1]]
 
-    def copied_sources(self) -> list[str]:
-        """`docker://` source of each copy, without the scheme."""
-        return [c[-2].removeprefix("docker://") for c in self.copies()]
+    def copied_targets(self) -> list[str]:
+        """Destination tag of each image copy, without the scheme (an index's platform copies,
+        by digest, are not image copies; its index copy reads the source by digest, so the
+        destination is what names the image)."""
+        return [c[-1].removeprefix("docker://") for c in self.copies()]
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "skopeo-wrapper") -> Skopeo:

@@ -1,0 +1,107 @@
+"""Copying the platforms of an index side by side, then the index alone.
+
+skopeo 1.9.3 copies the platforms of an index one after another (`--image-parallel-copies`
+arrived in 1.16): over a link with tens of milliseconds of latency every platform pays
+skopeo's dozens of sequential round trips again, so an eight-platform image costs eight copies
+end to end. Copying each platform by digest in its own skopeo process, then the index with
+`--multi-arch index-only` (its children are all there by then), costs the slowest platform
+plus one small manifest copy. Blobs, manifests and the index digest are the same as with
+`--all`: every piece is copied byte for byte and addressed by digest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from ecr_transfer import envvars
+from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
+from ecr_transfer.errors import ConflictError, PermanentError, TransferError
+from ecr_transfer.model import WorkItem
+from ecr_transfer.registry.client import RegistryClients
+from ecr_transfer.registry.mediatypes import DOCKER_V2, OCI_MANIFEST
+
+DEFAULT_PLATFORM_COPIES = 4
+MAX_PLATFORMS = 64
+"""An index with more children than this is copied whole (it is more likely an artifact list)."""
+_IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_V2})
+
+
+def platform_copies(environ: dict[str, str] | None = None) -> int:
+    """How many platforms of one index are copied at once (1: the whole index in one skopeo)."""
+    value = (environ if environ is not None else os.environ).get(envvars.PLATFORM_COPIES)
+    return max(1, int(value)) if value else DEFAULT_PLATFORM_COPIES
+
+
+def platforms(body: bytes) -> list[str] | None:
+    """Child manifest digests of an index worth copying side by side; None: copy it whole.
+
+    Only indexes whose children are all plain image manifests qualify: a nested index or an
+    unknown child type is left to skopeo's own `--all` handling.
+    """
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    children = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(children, list) or not 2 <= len(children) <= MAX_PLATFORMS:
+        return None
+    digests: list[str] = []
+    for child in children:
+        if not isinstance(child, dict) or child.get("mediaType") not in _IMAGE_TYPES:
+            return None
+        digest = child.get("digest")
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            return None
+        digests.append(digest)
+    unique = list(dict.fromkeys(digests))
+    return unique if len(unique) >= 2 else None
+
+
+def copy_platforms(
+    clients: RegistryClients,
+    children: list[WorkItem],
+    copy_one: Callable[[WorkItem], None],
+    parallel: int,
+    demand: Mapping[str, int] | None = None,
+) -> None:
+    """Run `copy_one(child)` for every platform, `parallel` at a time, all of them to the end.
+
+    Platforms of one index can share blobs (a common layer, an attestation's base): they are
+    ordered like whole images are (blobsched), so a shared blob is uploaded once and mounted
+    or skipped by the others; the platform bringing blobs that other images of the run wait
+    for (`demand`: blob -> images needing it) goes first. Raises the most telling failure: a conflict or permanent error
+    (retrying cannot help) before a transient one, naming the platform it came from.
+    """
+    schedule = BlobSchedule(children, blob_sets(clients, children), demand)
+    watch = LandingWatch(clients, schedule)
+    failures: list[tuple[WorkItem, TransferError]] = []
+    running: dict[Future[None], WorkItem] = {}
+    workers = max(1, min(parallel, len(children)))
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platform") as pool:
+            while True:
+                while len(running) < workers and (child := schedule.take()) is not None:
+                    running[pool.submit(copy_one, child)] = child
+                if not running:
+                    break
+                finished, _ = wait(running, timeout=watch.timeout(), return_when=FIRST_COMPLETED)
+                watch.look()
+                for future in finished:
+                    child = running.pop(future)
+                    exc = future.exception()
+                    if exc is not None and not isinstance(exc, TransferError):
+                        raise exc
+                    if exc is not None:
+                        failures.append((child, exc))
+                    schedule.finished(child, landed=exc is None)
+    finally:
+        watch.close()
+    if not failures:
+        return
+    failures.sort(key=lambda f: 0 if isinstance(f[1], (ConflictError, PermanentError)) else 1)
+    child, exc = failures[0]
+    more = f" (and {len(failures) - 1} more platform(s))" if len(failures) > 1 else ""
+    raise type(exc)(f"platform {child.source_digest}: {exc}{more}", retry_after=exc.retry_after) from exc
