@@ -61,10 +61,11 @@ def copy_items(
     stop = threading.Event()
     outcomes: list[Outcome] = []
     pending = copy_order(items)
+    schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
+    # Built on every run, copies or not: it removes authfiles a killed run left behind.
+    copier = Copier(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
     if not pending:
         return outcomes
-    schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
-    copier = Copier(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
     watch = LandingWatch(context.clients, schedule)
 
     def work(item: WorkItem) -> Outcome:
