@@ -156,7 +156,7 @@ def test_lister_plans_records_skips_and_writes_the_work_list(
     result = app.lambda_handler(event("list_images.json"), LambdaContext())
 
     assert (result["planned"], result["skipped"], result["to_copy"]) == (2, 1, 1)
-    assert result["bucket"] == BUCKET and result["concurrency"] == 10
+    assert result["bucket"] == BUCKET and result["concurrency"] == 10 and result["batch_size"] == 1
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key=result["work_list_key"])["Body"].read()
     (item,) = batch.parse_items(body.decode())
     assert item.source == f"{SRC_HOST}/team/app:2.0" and item.target == f"{DST_HOST}/team/app:2.0"

@@ -308,6 +308,8 @@ class Execution:
         items = self.read_items({"Resource": reader["Resource"], **render(reader["Parameters"], data, context)})
         batcher = state["ItemBatcher"]
         batch_input = render(batcher["BatchInput"], data, context)
+        per_batch = get_path(batcher["MaxItemsPerBatchPath"], data, context)
+        assert isinstance(per_batch, int) and per_batch >= 1
         concurrency = get_path(state["MaxConcurrencyPath"], data, context)
         assert isinstance(concurrency, int) and concurrency >= 1
         children: list[dict[str, Any]] = []
@@ -315,7 +317,7 @@ class Execution:
         for item in items:
             candidate = {"BatchInput": batch_input, "Items": [*current, item]}
             too_big = len(json.dumps(candidate, separators=(",", ":"))) > batcher["MaxInputBytesPerBatch"]
-            if current and (len(current) >= batcher["MaxItemsPerBatch"] or too_big):
+            if current and (len(current) >= per_batch or too_big):
                 children.append({"BatchInput": batch_input, "Items": current})
                 current = []
             current.append(item)

@@ -242,20 +242,23 @@ def test_a_run_flows_from_lister_to_copier_to_recorder(world: World) -> None:
 
     # One image unchanged: recorded as skipped by the lister, never sent to Fargate.
     assert execution.trace[:3] == ["List images", "Anything to copy?", "Copy images"]
-    (only_batch,) = execution.batches
-    sent = {i["source"] for i in only_batch["Items"]}
+    # Three copies and up to ten tasks at once: one image per task, all three side by side.
+    assert [len(b["Items"]) for b in execution.batches] == [1, 1, 1]
+    sent = {i["source"] for b in execution.batches for i in b["Items"]}
     assert sent == {f"{SRC_HOST}/team/app:2.0", f"{SRC_HOST}/team/broken:1.0", f"{SRC_HOST}/base/os:12"}
-    assert only_batch["BatchInput"] == {
-        "run_id": "run-1",
-        "bucket": RESOURCES["WorkBucket"]["Ref"],
-        "outcome_prefix": "runs/run-1/outcomes/",
-    }
+    for one_batch in execution.batches:
+        assert one_batch["BatchInput"] == {
+            "run_id": "run-1",
+            "bucket": RESOURCES["WorkBucket"]["Ref"],
+            "outcome_prefix": "runs/run-1/outcomes/",
+        }
 
     # The copier's environment: template settings plus the batch; it parses back into WorkItems.
-    (env,) = world.environments
+    assert len(world.environments) == 3
+    env = world.environments[0]
     assert env["SOURCE_TYPE"] == "Amazon_ECR" and env["DEST_REGION"] == REGION and env["DEST_PREFIX"] == "mirror"
     assert env["SRC_IMAGE_LIST_PARAMETER"] == RESOURCES["ImageListParameter"]["Ref"]
-    items = batch.parse_items(env[batch.WORK_ITEMS])
+    items = [i for e in world.environments for i in batch.parse_items(e[batch.WORK_ITEMS])]
     assert {i.source for i in items} == sent
     assert {i.target for i in items} >= {f"{DST_HOST}/mirror/team/app:2.0"}
     assert all(size < batch.RUN_TASK_OVERRIDES_LIMIT for size in world.overrides_sizes)
@@ -332,10 +335,19 @@ def test_big_work_lists_are_batched_within_the_limits(world: World) -> None:
     execution, status, _ = world.execute("run-6")
 
     assert status == "SUCCEEDED"
+    # 45 copies, 10 tasks at a time: 5 per task, so every task the Map may run gets work.
     sizes = [len(b["Items"]) for b in execution.batches]
-    assert sum(sizes) == 45 and max(sizes) <= batch.MAX_ITEMS_PER_BATCH and len(sizes) == 3
-    assert len(world.environments) == 3 and max(world.overrides_sizes) < batch.RUN_TASK_OVERRIDES_LIMIT
+    assert sizes == [5] * 9
+    assert len(world.environments) == 9 and max(world.overrides_sizes) < batch.RUN_TASK_OVERRIDES_LIMIT
     assert len([o for o in world.ledger.outcomes("run-6") if o.status == "copied"]) == 45
+
+
+def test_batches_spread_over_the_tasks_that_may_run_at_once_up_to_20_images_each() -> None:
+    assert batch.batch_size(3, 10) == 1  # three tasks side by side, not one copying three in a row
+    assert batch.batch_size(45, 10) == 5
+    assert batch.batch_size(1000, 10) == batch.MAX_ITEMS_PER_BATCH
+    assert batch.batch_size(0, 10) == 1
+    assert batch.batch_size(7, 1) == 7
 
 
 def test_the_lister_retry_of_the_same_run_is_not_told_the_ledger_is_busy(world: World) -> None:

@@ -148,7 +148,8 @@ def test_the_map_is_distributed_reads_s3_and_batches_like_the_copier_expects() -
     assert copy["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert copy["ItemReader"]["Resource"] == "arn:${Partition}:states:::s3:getObject"
     assert copy["ItemReader"]["ReaderConfig"]["InputType"] == "JSON"
-    assert copy["ItemBatcher"]["MaxItemsPerBatch"] == batch.MAX_ITEMS_PER_BATCH
+    assert copy["ItemBatcher"]["MaxItemsPerBatchPath"] == "$.batch_size"
+    assert "MaxItemsPerBatch" not in copy["ItemBatcher"]  # one or the other, never both
     assert copy["ItemBatcher"]["MaxInputBytesPerBatch"] == batch.MAX_BATCH_BYTES
     assert copy["MaxConcurrencyPath"] == "$.concurrency"
     # Child outputs are discarded: thousands of batches must not add up in the parent's payload.

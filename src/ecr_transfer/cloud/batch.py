@@ -5,8 +5,11 @@ S3 layout, per run:  runs/<run id>/work-list.json        the copy items, one JSO
 
 A batch reaches the copier as the JSON of its items in one environment variable, so the
 batch size is bounded by ECS RunTask's overrides limit (8192 characters in total), not by
-Step Functions: MAX_BATCH_BYTES and MAX_ITEMS_PER_BATCH mirror the ItemBatcher in the ASL
-(a test keeps them equal) and leave room for JSON escaping and the other overrides.
+Step Functions: MAX_BATCH_BYTES mirrors the ItemBatcher in the ASL (a test keeps them equal) and
+leaves room for JSON escaping and the other overrides. The number of items per batch comes from
+the lister (`batch_size`, at most MAX_ITEMS_PER_BATCH), so that a run's copies spread over as
+many Fargate tasks as the Map may run at once instead of filling a few tasks that copy one
+image after another.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ MAX_BATCH_BYTES = 6144
 RUN_TASK_OVERRIDES_LIMIT = 8192
 MAX_REASON = 200
 """Reasons are for humans; a long one (an error text) must not crowd other items out of a batch."""
+
+
+def batch_size(to_copy: int, concurrency: int) -> int:
+    """Items per batch: the copies spread evenly over `concurrency` tasks, at most MAX_ITEMS_PER_BATCH."""
+    per_task = -(-to_copy // max(1, concurrency))
+    return max(1, min(MAX_ITEMS_PER_BATCH, per_task))
 
 
 def run_prefix(run_id: str) -> str:

@@ -92,6 +92,7 @@ def list_images(
         "to_copy": len(copies),
         "skipped": len(skips),
         "concurrency": settings.concurrency,
+        "batch_size": batch.batch_size(len(copies), settings.concurrency),
         "force": force,
         "recovered": [r.run_id for r in recovered],
     }
