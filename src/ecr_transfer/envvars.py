@@ -38,6 +38,8 @@ COPY_TIMEOUT = "ECR_TRANSFER_COPY_TIMEOUT"
 """Seconds one skopeo copy may take before it is killed and retried (a stalled connection)."""
 PLATFORM_COPIES = "ECR_TRANSFER_PLATFORM_COPIES"
 """Platforms of one multi-arch index copied at once, each by its own skopeo (default 4; 1: all in one)."""
+COPIES_PER_TASK = "ECR_TRANSFER_COPIES_PER_TASK"
+"""Fargate copier: skopeo processes a task runs at once over its batch (default 4)."""
 LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +19,15 @@ from ecr_transfer.model import Outcome, RunSummary, WorkItem
 from ecr_transfer.planner import plan
 
 log = logging.getLogger(__name__)
+
+
+class OutcomeSink(Protocol):
+    """Where copy_items writes each outcome as it happens: a ledger, or the task's own list."""
+
+    def record(self, outcome: Outcome) -> None: ...
+
+
+CopierFactory = Callable[..., Copier]
 
 
 class Progress(Protocol):
@@ -50,20 +59,23 @@ def copy_order(items: Iterable[WorkItem]) -> list[WorkItem]:
 
 def copy_items(
     context: TransferContext,
-    ledger: Ledger,
+    ledger: OutcomeSink,
     run_id: str,
     items: list[WorkItem],
     *,
     concurrency: int,
     progress: Progress | None = None,
+    copier_factory: CopierFactory = Copier,
 ) -> list[Outcome]:
-    """Copy up to `concurrency` images at once; every item ends with exactly one final outcome."""
+    """Copy up to `concurrency` images at once; every item ends with exactly one final outcome.
+
+    The CLI's run and the Fargate task's batch both copy through here."""
     stop = threading.Event()
     outcomes: list[Outcome] = []
     pending = copy_order(items)
     schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
     # Built on every run, copies or not: it removes authfiles a killed run left behind.
-    copier = Copier(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
+    copier = copier_factory(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
     if not pending:
         return outcomes
     watch = LandingWatch(context.clients, schedule)

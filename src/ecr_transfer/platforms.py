@@ -12,7 +12,6 @@ plus one small manifest copy. Blobs, manifests and the index digest are the same
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -22,6 +21,7 @@ from ecr_transfer.errors import ConflictError, PermanentError, TransferError
 from ecr_transfer.model import WorkItem
 from ecr_transfer.registry.client import RegistryClients
 from ecr_transfer.registry.mediatypes import DOCKER_V2, OCI_MANIFEST
+from ecr_transfer.settings import env_count
 
 DEFAULT_PLATFORM_COPIES = 4
 MAX_PLATFORMS = 64
@@ -29,10 +29,9 @@ MAX_PLATFORMS = 64
 _IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_V2})
 
 
-def platform_copies(environ: dict[str, str] | None = None) -> int:
+def platform_copies(environ: Mapping[str, str] | None = None) -> int:
     """How many platforms of one index are copied at once (1: the whole index in one skopeo)."""
-    value = (environ if environ is not None else os.environ).get(envvars.PLATFORM_COPIES)
-    return max(1, int(value)) if value else DEFAULT_PLATFORM_COPIES
+    return env_count(envvars.PLATFORM_COPIES, DEFAULT_PLATFORM_COPIES, environ)
 
 
 def platforms(body: bytes) -> list[str] | None:

@@ -284,6 +284,16 @@ def load_yaml(path: str | Path) -> Settings:
     return from_mapping(raw, source=name)
 
 
+def env_count(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """A whole-number runtime knob of at least 1; a bad value is a ConfigError naming the variable."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}={value!r}: must be a whole number of at least 1", source="environment")
+    return int(value)
+
+
 def load_env(
     environ: Mapping[str, str] | None = None,
     image_list_loader: Callable[[str], str] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -15,6 +15,7 @@ from ecr_transfer.cloud import batch, copier_task, custom_resource, recorder
 from ecr_transfer.errors import ConfigError, TransientError
 from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.model import Outcome, WorkItem
+from support.fakes import NoManifests
 
 BUCKET = "work"
 SRC = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
@@ -131,13 +132,14 @@ def test_unknown_recorder_action(ledger: SQLiteLedger) -> None:
 @dataclass
 class Closing:
     closed: bool = False
+    clients: NoManifests = field(default_factory=NoManifests)
 
     def close(self) -> None:
         self.closed = True
 
 
 class ScriptedCopier:
-    def __init__(self, context: Any, run_id: str) -> None:
+    def __init__(self, context: Any, run_id: str, **_: Any) -> None:
         self.run_id = run_id
 
     def copy(self, work: WorkItem) -> Outcome:

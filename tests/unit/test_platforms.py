@@ -5,10 +5,11 @@ import threading
 
 import pytest
 
-from ecr_transfer.errors import ConflictError, PermanentError, TransientError
+from ecr_transfer.errors import ConfigError, ConflictError, PermanentError, TransientError
 from ecr_transfer.model import WorkItem
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
 from ecr_transfer.registry.mediatypes import DOCKER_V2, OCI_INDEX, OCI_MANIFEST
+from support.fakes import NoManifests
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -43,17 +44,9 @@ def test_anything_else_is_copied_whole(body: bytes) -> None:
 def test_platform_copies_knob() -> None:
     assert platform_copies({}) == 4
     assert platform_copies({"ECR_TRANSFER_PLATFORM_COPIES": "1"}) == 1
-    assert platform_copies({"ECR_TRANSFER_PLATFORM_COPIES": "0"}) == 1
-
-
-class _NoManifests:
-    """Registry clients that know no manifest: no blob ordering, every platform is free to start."""
-
-    def get(self, registry: str) -> _NoManifests:
-        return self
-
-    def get_manifest(self, repository: str, reference: str) -> bytes | None:
-        return None
+    with pytest.raises(ConfigError) as caught:
+        platform_copies({"ECR_TRANSFER_PLATFORM_COPIES": "0"})
+    assert str(caught.value) == "environment: ECR_TRANSFER_PLATFORM_COPIES='0': must be a whole number of at least 1"
 
 
 def _units(*digests: str) -> list[WorkItem]:
@@ -68,7 +61,7 @@ def test_every_platform_runs_at_once_and_all_of_them_finish() -> None:
         started.append(unit.source_digest or "")
         together.wait()
 
-    copy_platforms(_NoManifests(), _units(A, B, C), one, parallel=4)  # type: ignore[arg-type]
+    copy_platforms(NoManifests(), _units(A, B, C), one, parallel=4)  # type: ignore[arg-type]
     assert sorted(started) == [A, B, C]
 
 
@@ -80,7 +73,7 @@ def test_a_permanent_failure_is_reported_before_a_transient_one_and_names_the_pl
             raise PermanentError("manifest unknown")
 
     with pytest.raises(PermanentError) as caught:
-        copy_platforms(_NoManifests(), _units(A, B, C), one, parallel=2)  # type: ignore[arg-type]
+        copy_platforms(NoManifests(), _units(A, B, C), one, parallel=2)  # type: ignore[arg-type]
     assert str(caught.value) == f"platform {B}: manifest unknown (and 1 more platform(s))"
 
 
@@ -89,13 +82,13 @@ def test_a_conflict_keeps_its_kind_and_a_transient_error_its_retry_after() -> No
         raise ConflictError("tag is immutable")
 
     with pytest.raises(ConflictError):
-        copy_platforms(_NoManifests(), _units(A, B), conflict, parallel=2)  # type: ignore[arg-type]
+        copy_platforms(NoManifests(), _units(A, B), conflict, parallel=2)  # type: ignore[arg-type]
 
     def throttled(unit: WorkItem) -> None:
         if unit.source_digest == B:
             raise TransientError("toomanyrequests", retry_after=7.0)
 
     with pytest.raises(TransientError) as caught:
-        copy_platforms(_NoManifests(), _units(A, B), throttled, parallel=2)  # type: ignore[arg-type]
+        copy_platforms(NoManifests(), _units(A, B), throttled, parallel=2)  # type: ignore[arg-type]
     assert caught.value.retry_after == 7.0
     assert str(caught.value) == f"platform {B}: toomanyrequests"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -27,6 +27,7 @@ from ecr_transfer.ledger.dynamodb import DynamoDBLedger
 from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.references import ImageRef
 from support.asl import ACCOUNT, REGION, STACK, Execution, Stack, StatesError
+from support.fakes import NoManifests
 
 SRC_HOST = f"{ACCOUNT}.dkr.ecr.cn-northwest-1.amazonaws.com.cn"
 DST_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com.cn"
@@ -63,6 +64,7 @@ class FakeContext:
     source: Catalog
     destination: Catalog
     closed: bool = False
+    clients: NoManifests = field(default_factory=NoManifests)
 
     def close(self) -> None:
         self.closed = True
@@ -71,7 +73,7 @@ class FakeContext:
 class FakeCopier:
     """Copies everything except sources containing 'broken'."""
 
-    def __init__(self, context: Any, run_id: str) -> None:
+    def __init__(self, context: Any, run_id: str, **_: Any) -> None:
         self.run_id = run_id
 
     def copy(self, item: WorkItem) -> Outcome:

@@ -15,19 +15,45 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ecr_transfer import envvars
 from ecr_transfer.cloud import batch
 from ecr_transfer.cloud.recorder import failed_outcome
 from ecr_transfer.context import TransferContext, build_context
 from ecr_transfer.copier import Copier
 from ecr_transfer.errors import ConfigError, PermanentError
 from ecr_transfer.model import Outcome, WorkItem
-from ecr_transfer.pipeline import copy_order
-from ecr_transfer.settings import Settings, load_env
+from ecr_transfer.pipeline import CopierFactory, copy_items
+from ecr_transfer.platforms import platform_copies
+from ecr_transfer.settings import Settings, env_count, load_env
 
 log = logging.getLogger("ecr_transfer.copier_task")
 
 ContextBuilder = Callable[[Settings, Mapping[str, str]], TransferContext]
-CopierFactory = Callable[[TransferContext, str], Copier]
+DEFAULT_COPIES_PER_TASK = 4
+"""skopeo processes one task runs at once (its images, or the platforms of one index)."""
+
+
+def copies_per_task(environ: Mapping[str, str]) -> int:
+    return env_count(envvars.COPIES_PER_TASK, DEFAULT_COPIES_PER_TASK, environ)
+
+
+class _Discard:
+    """The task keeps no ledger: its outcomes go to S3 once the batch is done."""
+
+    def record(self, outcome: Outcome) -> None:
+        pass
+
+
+class _LogEach:
+    def planned(self, items: list[WorkItem]) -> None:
+        pass
+
+    def finished(self, outcome: Outcome) -> None:
+        error = f": {outcome.error}" if outcome.error else f" ({outcome.target_digest})"
+        log.info("%s %s -> %s%s", outcome.status, outcome.source, outcome.target, error)
+
+    def close(self) -> None:
+        pass
 
 
 def _build(settings: Settings, environ: Mapping[str, str]) -> TransferContext:
@@ -54,31 +80,25 @@ def copy_batch(
     """One outcome per item, whatever happens to a single image."""
     try:
         settings = load_env(environ, image_list_loader)
+        copies = copies_per_task(environ)
+        platform_copies(environ)  # a bad knob fails the batch here, with its name, not mid-copy
         context = build(settings, environ)
     except (ConfigError, PermanentError) as exc:
         # Every image would fail the same way: say why on each of them, once.
         log.error("cannot set up the copy: %s", exc)
         return [failed_outcome(item, run_id, f"cannot set up the copy: {exc}") for item in items]
-    outcomes: list[Outcome] = []
     try:
-        copier = copier_factory(context, run_id)
-        for item in copy_order(items):
-            try:
-                outcome = copier.copy(item)
-            except Exception as exc:  # an unexpected error fails this image, not the batch
-                log.exception("unexpected error copying %s", item.source)
-                outcome = failed_outcome(item, run_id, f"unexpected error: {type(exc).__name__}: {exc}")
-            log.info(
-                "%s %s -> %s%s",
-                outcome.status,
-                outcome.source,
-                outcome.target,
-                f": {outcome.error}" if outcome.error else f" ({outcome.target_digest})",
-            )
-            outcomes.append(outcome)
+        return copy_items(
+            context,
+            _Discard(),
+            run_id,
+            items,
+            concurrency=copies,
+            progress=_LogEach(),
+            copier_factory=copier_factory,
+        )
     finally:
         context.close()
-    return outcomes
 
 
 def run_batch(
