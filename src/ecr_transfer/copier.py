@@ -151,6 +151,11 @@ class Copier:
                 raise TransientError(
                     f"digest mismatch after copy: copied {written} to {item.target}, but the source has {now_at_source}"
                 )
+        if not self.context.settings.include_untagged:
+            # One platform of an index was copied on purpose: the ledger keeps the index digest it
+            # came from next to the platform digest that landed, so the next plan can tell that
+            # this destination is up to date (planner, `previous`).
+            return expected, landed
         return written, landed
 
     def _skopeo(self, request: CopyRequest) -> str:

@@ -17,6 +17,7 @@ from ecr_transfer.copier import Copier, item_outcome, now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger
 from ecr_transfer.model import Outcome, RunSummary, WorkItem
 from ecr_transfer.planner import plan
+from ecr_transfer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,13 @@ def _interrupted(run_id: str, item: WorkItem) -> Outcome:
     )
 
 
+def previous_outcomes(settings: Settings, ledger: Ledger) -> dict[str, Outcome] | None:
+    """What the planner needs from the ledger: only with `includeUntagged: false` (see plan())."""
+    if settings.include_untagged:
+        return None
+    return {o.source: o for o in ledger.latest()}
+
+
 def run(
     context: TransferContext,
     ledger: Ledger,
@@ -170,7 +178,8 @@ def run(
 ) -> RunResult:
     """One incremental run. Planning errors (bad input) raise before anything is recorded."""
     run_id = run_id or new_run_id()
-    items = plan(context.settings, context.source, context.destination, force=force)
+    previous = previous_outcomes(context.settings, ledger)
+    items = plan(context.settings, context.source, context.destination, force=force, previous=previous)
     recovered = ledger.start_run(run_id, now())
     log.info("run %s: %d images planned, %d to copy", run_id, len(items), sum(1 for i in items if i.action == "copy"))
     if progress is not None:
@@ -179,13 +188,8 @@ def run(
     state = "finished"
     try:
         skipped = [skipped_outcome(item, run_id) for item in items if item.action == "skip"]
-        # One transaction for all skips where the ledger can (SQLite): a no-op run is mostly this.
-        record_many = getattr(ledger, "record_many", None)
-        if record_many is not None:
-            record_many(skipped)
-        else:
-            for outcome in skipped:
-                ledger.record(outcome)
+        # A no-op run is mostly this: one SQLite transaction, parallel DynamoDB writes.
+        ledger.record_many(skipped)
         for outcome in skipped:
             outcomes.append(outcome)
             if progress is not None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from ecr_transfer.catalog import DestinationCatalog, SourceCatalog
 from ecr_transfer.errors import ConfigError, TransferError
 from ecr_transfer.mapping import target_ref
-from ecr_transfer.model import WorkItem
+from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.references import ImageRef, parse_image_list
 from ecr_transfer.settings import Settings
 
@@ -60,17 +61,42 @@ def _decide(
     return "skip", "destination has the same digest"
 
 
+def _platform_in_place(
+    settings: Settings,
+    previous: Mapping[str, Outcome] | None,
+    src: ImageRef,
+    dst: ImageRef,
+    src_digest: str,
+    dst_digest: str | None,
+) -> bool:
+    if settings.include_untagged or previous is None or dst_digest is None:
+        return False
+    last = previous.get(str(src))
+    return (
+        last is not None
+        and last.status in ("copied", "skipped")
+        and last.target == str(dst)
+        and last.source_digest == src_digest
+        and last.target_digest == dst_digest
+    )
+
+
 def plan(
     settings: Settings,
     source: SourceCatalog,
     destination: DestinationCatalog,
     *,
     force: bool = False,
+    previous: Mapping[str, Outcome] | None = None,
 ) -> list[WorkItem]:
     """One WorkItem per selected image; HEAD-only (or bulk ECR) lookups on both sides.
 
     A source lookup that fails becomes a `copy` item carrying the error as its reason, so the
     copier records a failure with that cause instead of the whole plan aborting.
+
+    `previous` (the ledger's latest outcome per source) matters with `includeUntagged: false`
+    only: the destination then holds one platform of a source index, whose digest never equals
+    the source's; the ledger says which platform digest came from which source digest.
     """
     sources = selected_images(settings, source)
     try:
@@ -96,6 +122,8 @@ def plan(
             continue
         dst_value = None if isinstance(dst_digest, TransferError) else dst_digest
         action, reason = _decide(src, dst, src_digest, dst_value, force)
+        if action == "copy" and not force and _platform_in_place(settings, previous, src, dst, src_digest, dst_value):
+            action, reason = "skip", "destination has the platform copied from this source digest"
         if isinstance(dst_digest, TransferError):
             reason = f"destination lookup failed ({dst_digest}); copying to be safe"
         items.append(WorkItem(str(src), str(dst), action, reason, src_digest, dst_value))  # type: ignore[arg-type]

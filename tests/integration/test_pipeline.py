@@ -358,3 +358,45 @@ def test_one_platform_copy_at_a_time_means_one_skopeo_for_the_whole_index(
     assert skopeo_recorder.platform_copies() == []
     [copy] = skopeo_recorder.copies()
     assert "--all" in copy and copy[-2] == f"docker://{src_registry.host}/tools/multi:v1"
+
+
+def test_with_include_untagged_false_an_unchanged_index_is_not_copied_again(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    oci_images: SampleImages,
+    skopeo_recorder: SkopeoRecorder,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # One platform of an index lands: the destination digest never equals the source's, so the
+    # ledger's "this platform came from that index digest" is what makes the next run a no-op.
+    digests = seeded_src({"tools/multi:v1": "multi"})
+    cfg = config(f"{src_registry.host}/tools/multi:v1", includeUntagged=False)
+    ledger = str(tmp_path / "l.db")
+    amd64 = oci_images.multi.child(("linux", "amd64"))
+
+    code, first = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and first["counts"]["copied"] == 1
+    assert dst_registry.manifest_digest("tools/multi", "v1") == amd64.digest
+    [item] = first["items"]
+    assert (item["source_digest"], item["target_digest"]) == (digests["tools/multi:v1"], amd64.digest)
+
+    copies = len(skopeo_recorder.copies())
+    code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and second["counts"] == {"planned": 1, "copied": 0, "skipped": 1, "failed": 0}
+    reason = sqlite3.connect(ledger).execute("SELECT reason FROM latest").fetchone()[0]
+    assert reason == "destination has the platform copied from this source digest"
+    assert len(skopeo_recorder.copies()) == copies, "an unchanged index is not copied again"
+
+    code, third = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and third["counts"]["skipped"] == 1  # the skip itself keeps the pairing
+
+    seeded_src({"tools/multi:v1": "single"})  # the tag moves at the source
+    code, fourth = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and fourth["counts"]["copied"] == 1
+    assert dst_registry.manifest_digest("tools/multi", "v1") == oci_images.single.digest
+
+    code, forced = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger, "--force")
+    assert code == 0 and forced["counts"]["copied"] == 1

@@ -198,3 +198,12 @@ def test_lease_length_from_the_environment(client: Any, monkeypatch: pytest.Monk
     monkeypatch.setenv("ECR_TRANSFER_LEASE_SECONDS", "7200")
     assert DynamoDBLedger(TABLE, client=client, heartbeat=False).lease_seconds == 7200
     assert DynamoDBLedger(TABLE, client=client, heartbeat=False, lease_seconds=60).lease_seconds == 60
+
+
+def test_record_many_writes_every_outcome_and_stays_idempotent(ledger: DynamoDBLedger) -> None:
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    skips = [outcome("r1", f"reg.example/team/app:{n}", "skipped") for n in range(40)]
+    ledger.record_many(skips)
+    ledger.record_many(skips[:10])  # a retried lister writes some again: nothing doubles
+    assert [o.source for o in ledger.latest()] == sorted(o.source for o in skips)
+    assert [o.status for o in ledger.outcomes("r1")] == ["skipped"] * 40

@@ -18,7 +18,7 @@ from ecr_transfer.context import TransferContext, build_context
 from ecr_transfer.copier import now, skipped_outcome
 from ecr_transfer.ledger.base import Ledger, open_ledger
 from ecr_transfer.model import RunSummary
-from ecr_transfer.pipeline import copy_order
+from ecr_transfer.pipeline import copy_order, previous_outcomes
 from ecr_transfer.planner import plan
 from ecr_transfer.settings import Settings, load_env
 
@@ -66,13 +66,14 @@ def list_images(
         settings = load_env(env, image_list_loader)
         context = build(settings, env)
         try:
-            items = plan(settings, context.source, context.destination, force=force)
+            items = plan(
+                settings, context.source, context.destination, force=force, previous=previous_outcomes(settings, ledger)
+            )
         finally:
             context.close()
         skips = [i for i in items if i.action == "skip"]
         copies = copy_order(i for i in items if i.action == "copy")
-        for item in skips:
-            ledger.record(skipped_outcome(item, run_id))
+        ledger.record_many([skipped_outcome(item, run_id) for item in skips])
     finally:
         if owned:
             # Stops the lease heartbeat: the recorder's writes keep the lease alive from here on.

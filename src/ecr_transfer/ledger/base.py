@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ecr_transfer.model import Outcome, RunSummary
@@ -27,6 +28,10 @@ class Ledger(Protocol):
         ...
 
     def record(self, outcome: Outcome) -> None: ...
+
+    def record_many(self, outcomes: Sequence[Outcome]) -> None:
+        """`record` for each, as fast as the backend allows (one transaction, parallel writes)."""
+        ...
 
     def finish_run(self, run_id: str, ended_at: str, state: str = "finished") -> RunSummary: ...
 

@@ -52,7 +52,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +86,8 @@ from ecr_transfer.processes import pid_alive
 
 DEFAULT_LEASE_SECONDS = 900
 DEFAULT_HISTORY_DAYS = 90
+RECORD_WORKERS = 8
+"""Writers in record_many: under botocore's 10 pooled connections per client."""
 __all__ = ["DynamoDBLedger", "image_key", "table_definition"]
 
 
@@ -368,6 +371,11 @@ class DynamoDBLedger:
         # Copier tasks record from other processes: their writes keep the run's lease alive too.
         if last is None or self._clock() - last > self.lease_seconds / 3:
             self.renew(outcome.run_id)
+
+    def record_many(self, outcomes: Sequence[Outcome]) -> None:
+        """Every outcome as `record` writes it, several at once: a lister records thousands of skips."""
+        with ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="ledger") as pool:
+            list(pool.map(self.record, outcomes))
 
     def latest(self) -> list[Outcome]:
         params: dict[str, Any] = {
