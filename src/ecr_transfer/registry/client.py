@@ -10,6 +10,7 @@ import hashlib
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urljoin
@@ -49,6 +50,10 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+MANIFEST_MEMO = 1024
+"""Digest-addressed manifests kept per registry client (a few KB each)."""
+
+
 class RegistryClient:
     """One registry host. Thread-safe; share one per host across the planner's worker pool."""
 
@@ -74,6 +79,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._base_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
+        self._by_digest: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------------
     def _candidates(self) -> list[str]:
@@ -208,12 +214,25 @@ class RegistryClient:
         """The manifest or index bytes; None when absent. A GET counts as a pull on Docker Hub."""
         what = f"manifest {self.registry}/{repository}:{reference}"
         url = f"{self.base_url()}/v2/{repository}/manifests/{reference}"
+        key = (repository, reference)
+        with self._lock:
+            if key in self._by_digest:
+                self._by_digest.move_to_end(key)
+                return self._by_digest[key]
         resp = self._request("GET", url, f"repository:{repository}:pull", what)
         if resp.status == 404:
             return None
         if resp.status != 200:
             self._raise_for(resp, what)
-        return resp.data
+        body: bytes = resp.data
+        # Content addressed by its digest never changes: the blob scheduler, the copier and the
+        # platform split all read the same manifests, over a WAN each read is a round trip.
+        if reference.startswith("sha256:") and hashlib.sha256(body).hexdigest() == reference[7:]:
+            with self._lock:
+                self._by_digest[key] = body
+                if len(self._by_digest) > MANIFEST_MEMO:
+                    self._by_digest.popitem(last=False)
+        return body
 
     def has_blob(self, repository: str, digest: str) -> bool:
         """Whether the repository has the blob (HEAD; a registry may hold it for other repositories only)."""
