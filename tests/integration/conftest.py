@@ -69,6 +69,26 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def config(
+    src_registry: LocalRegistry, dst_registry: LocalRegistry, write_config: Callable[..., Path]
+) -> Callable[..., Path]:
+    """A CLI config file copying `image_list` from src_registry to dst_registry (both plain HTTP)."""
+
+    def make(image_list: str, **extra: Any) -> Path:
+        settings = {
+            "sourceType": "Public",
+            "srcImageList": image_list,
+            "destType": "Registry",
+            "destRegistry": dst_registry.host,
+            "insecureRegistries": [src_registry.host, dst_registry.host],
+            **extra,
+        }
+        return write_config(**settings)
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _isolated_auth_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own docker/podman logins must not leak into tests."""
