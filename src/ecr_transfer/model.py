@@ -6,6 +6,8 @@ DynamoDB and the CLI's --json all see the same field names).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, Self
 
@@ -85,10 +87,15 @@ class RunSummary(_Payload):
 
 def counts(outcomes: list[Outcome]) -> dict[str, int]:
     """The `counts` object of the JSON contract; conflicts and interruptions count as failed."""
-    result = {"planned": len(outcomes), "copied": 0, "skipped": 0, "failed": 0}
-    for o in outcomes:
-        if o.status in FAILED_STATUSES:
-            result["failed"] += 1
-        elif o.status in ("copied", "skipped"):
-            result[o.status] += 1
+    return status_counts(Counter(o.status for o in outcomes))
+
+
+def status_counts(statuses: Mapping[str, int]) -> dict[str, int]:
+    """`counts` from how many outcomes have each status (a ledger can count them without reading them)."""
+    result = {"planned": sum(statuses.values()), "copied": 0, "skipped": 0, "failed": 0}
+    for status, n in statuses.items():
+        if status in FAILED_STATUSES:
+            result["failed"] += n
+        elif status in ("copied", "skipped"):
+            result[status] += n
     return result

@@ -21,7 +21,7 @@ from typing import Any
 
 from ecr_transfer import envvars
 from ecr_transfer.ledger.base import LedgerBusyError
-from ecr_transfer.model import Outcome, RunSummary, counts
+from ecr_transfer.model import Outcome, RunSummary, status_counts
 from ecr_transfer.processes import pid_alive
 
 _OUTCOME_COLUMNS = (
@@ -175,8 +175,10 @@ class SQLiteLedger:
         return RunSummary.from_dict(dict(row)) if row else RunSummary(run_id, at, at, "interrupted", note=note)
 
     def _finish_locked(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> None:
-        rows = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
-        c = counts([_outcome(r) for r in rows])
+        rows = self._db.execute(
+            "SELECT status, COUNT(*) FROM outcomes WHERE run_id = ? GROUP BY status", (run_id,)
+        ).fetchall()
+        c = status_counts({status: n for status, n in rows})
         self._db.execute(
             "UPDATE runs SET ended_at = ?, state = ?, planned = ?, copied = ?, skipped = ?, failed = ?, "
             "note = COALESCE(?, note) WHERE run_id = ?",
