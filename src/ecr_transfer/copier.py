@@ -77,15 +77,15 @@ class Copier:
         self.backoff = backoff if backoff is not None else float(os.environ.get(envvars.BACKOFF_BASE, DEFAULT_BACKOFF))
         self._sleep = sleep
         self._stop = stop
+        """Set when the run is being stopped (Ctrl-C, SIGTERM): no new attempt starts after that."""
         # Every skopeo process takes a slot: platforms copied side by side never push the run
         # past its concurrency, and a waiting image holds no slot, so nothing can deadlock.
         self._slots = threading.BoundedSemaphore(max(1, slots or context.settings.concurrency))
         self._platform_copies = platform_copies()
         self._demand = demand
-        """Blob -> images of the run needing it (the run's blob schedule), to order platforms."""
+        """Shared blob -> bytes of the run's images needing it (the run's blob schedule), to order platforms."""
         for stale in remove_stale_authfiles():
             log.warning("removed %s, left with credentials inside by a process that was killed", stale)
-        """Set when the run is being stopped (Ctrl-C, SIGTERM): no new attempt starts after that."""
 
     def _authfile_entries(self, *registries: str) -> dict[str, Credential]:
         entries: dict[str, Credential] = {}

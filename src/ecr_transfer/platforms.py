@@ -71,8 +71,9 @@ def copy_platforms(
     Platforms of one index can share blobs (a common layer, an attestation's base): they are
     ordered like whole images are (blobsched), so a shared blob is uploaded once and mounted
     or skipped by the others; the platform bringing blobs that other images of the run wait
-    for (`demand`: blob -> images needing it) goes first. Raises the most telling failure: a conflict or permanent error
-    (retrying cannot help) before a transient one, naming the platform it came from.
+    for (`demand`: shared blob -> bytes of the images needing it) goes first. Raises the most
+    telling failure: a conflict or permanent error (retrying cannot help) before a transient
+    one, naming the platform it came from.
     """
     schedule = BlobSchedule(children, blob_sets(clients, children), demand)
     watch = LandingWatch(clients, schedule)
