@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ecr_transfer import __version__, envvars
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.ledger.base import DEFAULT_LEDGER, LedgerBusyError, open_ledger
+from ecr_transfer.ledger import DEFAULT_LEDGER, LedgerBusyError, open_ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -134,7 +134,7 @@ def _status(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ecr_transfer.demo import run_demo
 
-    return run_demo(args.workdir)
+    return run_demo(main, args.workdir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

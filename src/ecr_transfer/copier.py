@@ -8,13 +8,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from functools import partial
 
 from ecr_transfer import envvars
 from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
-from ecr_transfer.model import Outcome, Status, WorkItem
+from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
 from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
 from ecr_transfer.registry.credentials import Credential, remove_stale_authfiles, temporary_authfile
@@ -26,10 +25,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF = 2.0
 MAX_BACKOFF = 120.0
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _backoff(attempt: int, base: float, retry_after: float | None) -> float:
@@ -184,11 +179,11 @@ class Copier:
 
         units = [
             WorkItem(
-                f"{src.registry}/{src.repository}@{child}",
-                f"{dst.registry}/{dst.repository}@{child}",
-                "copy",
-                f"platform of {src.registry}/{src.repository}@{digest}",
-                child,
+                source=f"{src.registry}/{src.repository}@{child}",
+                target=f"{dst.registry}/{dst.repository}@{child}",
+                action="copy",
+                reason=f"platform of {src.registry}/{src.repository}@{digest}",
+                source_digest=child,
             )
             for child in children
         ]
@@ -207,18 +202,12 @@ class Copier:
     def _interrupted(self, item: WorkItem, started: str, attempts: int, exc: TransferError) -> Outcome:
         # Ctrl-C also kills skopeo (same process group): that failure is the stop, not a fault to retry.
         log.warning("%s: stopped during attempt %d (%s)", item.source, attempts, exc)
-        return Outcome(
+        return item.ended(
             self.run_id,
-            item.source,
-            item.target,
             "interrupted",
-            item.source_digest,
-            item.target_digest,
-            attempts,
-            f"the run was stopped while this image was being copied ({exc}); the next run re-plans it",
-            started,
-            now(),
-            item.reason,
+            attempts=attempts,
+            started_at=started,
+            error=f"the run was stopped while this image was being copied ({exc}); the next run re-plans it",
         )
 
     def copy(self, item: WorkItem, on_retry: Callable[[WorkItem, int, TransferError], None] | None = None) -> Outcome:
@@ -231,34 +220,27 @@ class Copier:
             except _AlreadyThere:
                 log.info("%s: immutable tag %s already holds this digest", item.source, item.target)
                 return Outcome(
-                    self.run_id,
-                    item.source,
-                    item.target,
-                    "skipped",
-                    item.source_digest,
-                    item.source_digest,
-                    attempts,
-                    None,
-                    started,
-                    now(),
-                    f"{item.reason}; the immutable destination tag already holds this digest",
+                    run_id=self.run_id,
+                    source=item.source,
+                    target=item.target,
+                    status="skipped",
+                    source_digest=item.source_digest,
+                    target_digest=item.source_digest,
+                    attempts=attempts,
+                    started_at=started,
+                    ended_at=now(),
+                    reason=f"{item.reason}; the immutable destination tag already holds this digest",
                 )
             except TransferError as exc:
                 if not exc.transient or attempts >= self.max_attempts:
                     log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)
                     suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"
-                    return Outcome(
+                    return item.ended(
                         self.run_id,
-                        item.source,
-                        item.target,
                         exc.status,  # type: ignore[arg-type]
-                        item.source_digest,
-                        item.target_digest,
-                        attempts,
-                        f"{exc}{suffix}",
-                        started,
-                        now(),
-                        item.reason,
+                        attempts=attempts,
+                        started_at=started,
+                        error=f"{exc}{suffix}",
                     )
                 if self._stopping():
                     return self._interrupted(item, started, attempts, exc)
@@ -274,30 +256,6 @@ class Copier:
             reason = item.reason
             if item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
                 reason = f"{reason}; source changed during the run (planned {item.source_digest})"
-            return Outcome(
-                self.run_id, item.source, item.target, "copied", written, landed, attempts, None, started, now(), reason
+            return item.copied(
+                self.run_id, written=written, landed=landed, attempts=attempts, started_at=started, reason=reason
             )
-
-
-def item_outcome(
-    item: WorkItem, run_id: str, status: Status, *, error: str | None = None, attempts: int = 0
-) -> Outcome:
-    """An outcome settled without (another) skopeo copy: skipped, interrupted, or failed around it."""
-    stamp = now()
-    return Outcome(
-        run_id,
-        item.source,
-        item.target,
-        status,
-        item.source_digest,
-        item.target_digest,
-        attempts,
-        error,
-        stamp,
-        stamp,
-        item.reason,
-    )
-
-
-def skipped_outcome(item: WorkItem, run_id: str) -> Outcome:
-    return item_outcome(item, run_id, "skipped")

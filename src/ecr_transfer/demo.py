@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ecr_transfer.local.oci import Layer, write_image, write_index
@@ -33,9 +34,8 @@ def _build_images(layout: Path) -> dict[str, str]:
     return images
 
 
-def run_demo(workdir: str | None = None) -> int:
-    from ecr_transfer.cli import main
-
+def run_demo(main: Callable[[Sequence[str]], int], workdir: str | None = None) -> int:
+    """Runs the CLI's own `main` (passed in, so the CLI imports the demo and not the reverse)."""
     root = Path(workdir or tempfile.mkdtemp(prefix="ecr-transfer-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     layout = root / "layout"

@@ -9,12 +9,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Self
 
 Action = Literal["copy", "skip"]
 Status = Literal["copied", "skipped", "failed", "conflict", "in_progress", "interrupted"]
 FINAL_STATUSES: frozenset[str] = frozenset({"copied", "skipped", "failed", "conflict", "interrupted"})
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "conflict", "interrupted"})
+
+
+def now() -> str:
+    """The timestamp every payload carries: UTC, ISO 8601, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class _Payload:
@@ -40,7 +46,8 @@ class _Payload:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-@dataclass(frozen=True, slots=True)
+# kw_only: eleven optional strings in a row are one misplaced None away from a silent bug.
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkItem(_Payload):
     """One image to transfer (or skip), decided by the planner."""
 
@@ -54,8 +61,71 @@ class WorkItem(_Payload):
     target_digest: str | None = None
     """What the destination held when planned (None: nothing there)."""
 
+    def outcome(
+        self,
+        run_id: str,
+        status: Status,
+        *,
+        attempts: int = 0,
+        error: str | None = None,
+        started_at: str | None = None,
+        ended_at: str | None = None,
+    ) -> Outcome:
+        """This item's outcome, with the digests and reason it was planned with."""
+        return Outcome(
+            run_id=run_id,
+            source=self.source,
+            target=self.target,
+            status=status,
+            source_digest=self.source_digest,
+            target_digest=self.target_digest,
+            attempts=attempts,
+            error=error,
+            started_at=started_at,
+            ended_at=ended_at,
+            reason=self.reason,
+        )
 
-@dataclass(frozen=True, slots=True)
+    def in_progress(self, run_id: str) -> Outcome:
+        """Recorded when the copy starts, so a killed run leaves a trace of what it was doing."""
+        return self.outcome(run_id, "in_progress", started_at=now())
+
+    def settled(self, run_id: str, status: Status, *, error: str | None = None, attempts: int = 0) -> Outcome:
+        """Decided without (another) copy: started and ended at the same moment."""
+        stamp = now()
+        return self.outcome(run_id, status, error=error, attempts=attempts, started_at=stamp, ended_at=stamp)
+
+    def skipped(self, run_id: str) -> Outcome:
+        """The destination already holds the source digest (planned so)."""
+        return self.settled(run_id, "skipped")
+
+    def failed(self, run_id: str, cause: str, *, attempts: int = 0) -> Outcome:
+        """Failed outside a copy attempt: setting up, a task that ended without a word, an unexpected error."""
+        return self.settled(run_id, "failed", error=cause, attempts=attempts)
+
+    def ended(
+        self, run_id: str, status: Status, *, attempts: int, started_at: str, error: str | None = None
+    ) -> Outcome:
+        """The end of copy attempts that began at `started_at` and did not copy (failed, conflict, interrupted)."""
+        return self.outcome(run_id, status, attempts=attempts, error=error, started_at=started_at, ended_at=now())
+
+    def copied(self, run_id: str, *, written: str, landed: str, attempts: int, started_at: str, reason: str) -> Outcome:
+        """skopeo wrote `written`; the destination now answers `landed` (they differ for one platform of an index)."""
+        return Outcome(
+            run_id=run_id,
+            source=self.source,
+            target=self.target,
+            status="copied",
+            source_digest=written,
+            target_digest=landed,
+            attempts=attempts,
+            started_at=started_at,
+            ended_at=now(),
+            reason=reason,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome(_Payload):
     """The final word on one work item in one run."""
 
@@ -72,7 +142,7 @@ class Outcome(_Payload):
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunSummary(_Payload):
     run_id: str
     started_at: str

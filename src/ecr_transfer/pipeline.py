@@ -13,9 +13,9 @@ from typing import Protocol
 
 from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
 from ecr_transfer.context import TransferContext
-from ecr_transfer.copier import Copier, item_outcome, now, skipped_outcome
+from ecr_transfer.copier import Copier
 from ecr_transfer.ledger.base import Ledger
-from ecr_transfer.model import Outcome, RunSummary, WorkItem
+from ecr_transfer.model import Outcome, RunSummary, WorkItem, now
 from ecr_transfer.planner import plan
 from ecr_transfer.settings import Settings
 
@@ -82,30 +82,14 @@ def copy_items(
     watch = LandingWatch(context.clients, schedule)
 
     def work(item: WorkItem) -> Outcome:
-        ledger.record(
-            Outcome(
-                run_id,
-                item.source,
-                item.target,
-                "in_progress",
-                item.source_digest,
-                item.target_digest,
-                0,
-                None,
-                now(),
-                None,
-                item.reason,
-            )
-        )
+        ledger.record(item.in_progress(run_id))
         try:
             return copier.copy(item)
         except Exception as exc:
             # A bug or an unforeseen error in one copy must not abort the whole run (and leave
             # every other image "interrupted"): it is this image's failure, with its cause.
             log.exception("%s: unexpected error while copying", item.source)
-            return item_outcome(
-                item, run_id, "failed", error=f"unexpected error: {type(exc).__name__}: {exc}", attempts=1
-            )
+            return item.failed(run_id, f"unexpected error: {type(exc).__name__}: {exc}", attempts=1)
 
     def done(outcome: Outcome) -> None:
         ledger.record(outcome)
@@ -152,11 +136,8 @@ def copy_items(
 
 
 def _interrupted(run_id: str, item: WorkItem) -> Outcome:
-    return item_outcome(
-        item,
-        run_id,
-        "interrupted",
-        error="the run was stopped before this image was copied; the next run re-plans it",
+    return item.settled(
+        run_id, "interrupted", error="the run was stopped before this image was copied; the next run re-plans it"
     )
 
 
@@ -187,7 +168,7 @@ def run(
     outcomes: list[Outcome] = []
     state = "finished"
     try:
-        skipped = [skipped_outcome(item, run_id) for item in items if item.action == "skip"]
+        skipped = [item.skipped(run_id) for item in items if item.action == "skip"]
         # A no-op run is mostly this: one SQLite transaction, parallel DynamoDB writes.
         ledger.record_many(skipped)
         for outcome in skipped:
@@ -207,4 +188,4 @@ def run(
             progress.close()
     order = {i.source: n for n, i in enumerate(items)}
     outcomes.sort(key=lambda o: order.get(o.source, 0))
-    return RunResult(run_id, items, outcomes, summary, recovered)
+    return RunResult(run_id=run_id, items=items, outcomes=outcomes, summary=summary, recovered=recovered)

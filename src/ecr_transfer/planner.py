@@ -115,10 +115,13 @@ def plan(
     for src, dst, dst_digest in zip(sources, targets, dst_digests, strict=True):
         src_digest = src.digest or looked_up[src]
         if isinstance(src_digest, TransferError):
-            items.append(WorkItem(str(src), str(dst), "copy", f"source lookup failed: {src_digest}"))
+            items.append(
+                WorkItem(source=str(src), target=str(dst), action="copy", reason=f"source lookup failed: {src_digest}")
+            )
             continue
         if src_digest is None:
-            items.append(WorkItem(str(src), str(dst), "copy", "source lookup failed: not found at the source"))
+            reason = "source lookup failed: not found at the source"
+            items.append(WorkItem(source=str(src), target=str(dst), action="copy", reason=reason))
             continue
         dst_value = None if isinstance(dst_digest, TransferError) else dst_digest
         action, reason = _decide(src, dst, src_digest, dst_value, force)
@@ -126,5 +129,14 @@ def plan(
             action, reason = "skip", "destination has the platform copied from this source digest"
         if isinstance(dst_digest, TransferError):
             reason = f"destination lookup failed ({dst_digest}); copying to be safe"
-        items.append(WorkItem(str(src), str(dst), action, reason, src_digest, dst_value))  # type: ignore[arg-type]
+        items.append(
+            WorkItem(
+                source=str(src),
+                target=str(dst),
+                action=action,  # type: ignore[arg-type]
+                reason=reason,
+                source_digest=src_digest,
+                target_digest=dst_value,
+            )
+        )
     return items

@@ -48,7 +48,13 @@ def test_a_batch_is_copied_side_by_side_sharing_layers_once_and_its_outcomes_lan
     )
     s, d = src_registry.host, dst_registry.host
     items = [
-        WorkItem(f"{s}/{ref}", f"{d}/mirror/{ref}", "copy", "not at destination", digest)
+        WorkItem(
+            source=f"{s}/{ref}",
+            target=f"{d}/mirror/{ref}",
+            action="copy",
+            reason="not at destination",
+            source_digest=digest,
+        )
         for ref, digest in digests.items()
     ]
     env = {

@@ -191,7 +191,16 @@ def test_recorder_records_the_batch_the_copier_wrote(aws: dict[str, str], capsys
     payload = event("record_batch.json")
     items = batch.parse_items(payload["items"])
     written = [
-        Outcome("sam-local-run", i.source, i.target, "copied", i.source_digest, i.source_digest, 1) for i in items
+        Outcome(
+            run_id="sam-local-run",
+            source=i.source,
+            target=i.target,
+            status="copied",
+            source_digest=i.source_digest,
+            target_digest=i.source_digest,
+            attempts=1,
+        )
+        for i in items
     ]
     key = batch.outcome_key(payload["outcome_prefix"], items)
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=batch.outcomes_body(written))

@@ -7,7 +7,7 @@ from ecr_transfer.model import WorkItem
 
 
 def _item(name: str) -> WorkItem:
-    return WorkItem(f"src/{name}:v1", f"dst/{name}:v1", "copy", "not at destination")
+    return WorkItem(source=f"src/{name}:v1", target=f"dst/{name}:v1", action="copy", reason="not at destination")
 
 
 def test_images_sharing_a_blob_never_copy_it_at_the_same_time() -> None:
@@ -162,8 +162,8 @@ def test_blob_sets_leave_out_shared_blobs_already_in_the_target_repository() -> 
         {("src/a", "base")},  # a's repository at the destination has the base already (the old tag)
     )
     items = [
-        WorkItem("reg.example/src/a:v2", "dst.example/src/a:v2", "copy", "changed"),
-        WorkItem("reg.example/src/b:v2", "dst.example/src/b:v2", "copy", "changed"),
+        WorkItem(source="reg.example/src/a:v2", target="dst.example/src/a:v2", action="copy", reason="changed"),
+        WorkItem(source="reg.example/src/b:v2", target="dst.example/src/b:v2", action="copy", reason="changed"),
     ]
     found = blob_sets(_FakeClients(client), items)  # type: ignore[arg-type]
     assert set(found[items[0].source]) == {"a2", "cfg-a2"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -14,7 +14,7 @@ from moto import mock_aws
 from ecr_transfer.cloud import batch, copier_task, custom_resource, recorder
 from ecr_transfer.errors import ConfigError, TransientError
 from ecr_transfer.ledger.sqlite import SQLiteLedger
-from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.model import Outcome, WorkItem, now
 from support.fakes import NoManifests
 
 BUCKET = "work"
@@ -23,7 +23,14 @@ DST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
 def item(name: str, reason: str = "not at destination") -> WorkItem:
-    return WorkItem(f"{SRC}/{name}", f"{DST}/{name}", "copy", reason, "sha256:" + "a" * 64)
+    return WorkItem(
+        source=f"{SRC}/{name}", target=f"{DST}/{name}", action="copy", reason=reason, source_digest="sha256:" + "a" * 64
+    )
+
+
+def copied(work: WorkItem, run_id: str) -> Outcome:
+    digest = work.source_digest or ""
+    return work.copied(run_id, written=digest, landed=digest, attempts=1, started_at=now(), reason=work.reason)
 
 
 @pytest.fixture
@@ -55,7 +62,7 @@ def test_work_list_items_are_compact_and_round_trip() -> None:
     data = batch.compact(long)
     assert "target_digest" not in data and len(data["reason"]) == batch.MAX_REASON
     (back,) = batch.parse_items(batch.work_list_body([long]).decode())
-    assert back == WorkItem(long.source, long.target, "copy", data["reason"], long.source_digest)
+    assert back == replace(long, reason=data["reason"])
 
 
 @pytest.mark.parametrize(
@@ -90,8 +97,8 @@ def test_record_batch_fills_in_what_the_copier_did_not_write(s3: Any, ledger: SQ
     ledger.start_run("r", "2030-01-01T00:00:00+00:00")
     done, lost = item("team/a:1"), item("team/b:1")
     written = [
-        Outcome("r", done.source, done.target, "copied", done.source_digest, done.source_digest, 1),
-        Outcome("old-run", lost.source, lost.target, "copied"),  # another run's file content never counts
+        copied(done, "r"),
+        copied(lost, "old-run"),  # another run's file content never counts
     ]
     key = batch.outcome_key("runs/r/outcomes/", [done, lost])
     s3.put_object(Bucket=BUCKET, Key=key, Body=batch.outcomes_body(written))
@@ -145,7 +152,7 @@ class ScriptedCopier:
     def copy(self, work: WorkItem) -> Outcome:
         if "crash" in work.source:
             raise RuntimeError("a bug")
-        return Outcome(self.run_id, work.source, work.target, "copied", work.source_digest, work.source_digest, 1)
+        return copied(work, self.run_id)
 
 
 def task_env(items: list[WorkItem]) -> dict[str, str]:

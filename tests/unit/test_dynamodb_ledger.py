@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ecr_transfer.ledger.base import LedgerBusyError, open_ledger
+from ecr_transfer.ledger import LedgerBusyError, open_ledger
 from ecr_transfer.ledger.dynamodb import DynamoDBLedger, image_key, table_definition
 from ecr_transfer.model import Outcome
 
@@ -54,7 +54,8 @@ def ledger(client: Any, clock: Clock) -> Iterator[DynamoDBLedger]:
 
 
 def outcome(run: str, source: str, status: str, started: str = "2026-01-01T00:00:00.000+00:00", **kw: Any) -> Outcome:
-    return Outcome(run, source, source.replace(SRC, "mirror.example"), status, started_at=started, **kw)  # type: ignore[arg-type]
+    target = source.replace(SRC, "mirror.example")
+    return Outcome(run_id=run, source=source, target=target, status=status, started_at=started, **kw)  # type: ignore[arg-type]
 
 
 def item(client: Any, image: str, tag: str) -> dict[str, Any]:

@@ -50,7 +50,16 @@ def test_platform_copies_knob() -> None:
 
 
 def _units(*digests: str) -> list[WorkItem]:
-    return [WorkItem(f"src.example/app@{d}", f"dst.example/app@{d}", "copy", "platform", d) for d in digests]
+    return [
+        WorkItem(
+            source=f"src.example/app@{d}",
+            target=f"dst.example/app@{d}",
+            action="copy",
+            reason="platform",
+            source_digest=d,
+        )
+        for d in digests
+    ]
 
 
 def test_every_platform_runs_at_once_and_all_of_them_finish() -> None:

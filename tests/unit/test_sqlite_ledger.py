@@ -12,7 +12,17 @@ from ecr_transfer.model import Outcome
 
 
 def _outcome(run: str, source: str, status: str = "copied", started: str = "2026-01-01T00:00:00") -> Outcome:
-    return Outcome(run, source, "dst/" + source, status, "sha256:a", "sha256:a", 1, None, started, started)  # type: ignore[arg-type]
+    return Outcome(
+        run_id=run,
+        source=source,
+        target="dst/" + source,
+        status=status,  # type: ignore[arg-type]
+        source_digest="sha256:a",
+        target_digest="sha256:a",
+        attempts=1,
+        started_at=started,
+        ended_at=started,
+    )
 
 
 def test_record_is_idempotent_and_latest_tracks_newest(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from moto import mock_aws
 
 from ecr_transfer.cloud import batch, copier_task, lister, recorder
 from ecr_transfer.ledger.dynamodb import DynamoDBLedger
-from ecr_transfer.model import Outcome, WorkItem
+from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.references import ImageRef
 from support.asl import ACCOUNT, REGION, STACK, Execution, Stack, StatesError
 from support.fakes import NoManifests
@@ -78,10 +78,9 @@ class FakeCopier:
 
     def copy(self, item: WorkItem) -> Outcome:
         if "broken" in item.source:
-            return Outcome(
-                self.run_id, item.source, item.target, "failed", item.source_digest, None, 3, "manifest unknown"
-            )
-        return Outcome(self.run_id, item.source, item.target, "copied", item.source_digest, item.source_digest, 1)
+            return item.ended(self.run_id, "failed", attempts=3, started_at=now(), error="manifest unknown")
+        digest = item.source_digest or ""
+        return item.copied(self.run_id, written=digest, landed=digest, attempts=1, started_at=now(), reason=item.reason)
 
 
 SOURCE_IMAGES = {

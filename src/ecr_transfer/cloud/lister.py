@@ -15,9 +15,8 @@ from typing import Any
 from ecr_transfer import envvars
 from ecr_transfer.cloud import batch
 from ecr_transfer.context import TransferContext, build_context
-from ecr_transfer.copier import now, skipped_outcome
-from ecr_transfer.ledger.base import Ledger, open_ledger
-from ecr_transfer.model import RunSummary
+from ecr_transfer.ledger import Ledger, open_ledger
+from ecr_transfer.model import RunSummary, now
 from ecr_transfer.pipeline import copy_order, previous_outcomes
 from ecr_transfer.planner import plan
 from ecr_transfer.settings import Settings, load_env
@@ -73,7 +72,7 @@ def list_images(
             context.close()
         skips = [i for i in items if i.action == "skip"]
         copies = copy_order(i for i in items if i.action == "copy")
-        ledger.record_many([skipped_outcome(item, run_id) for item in skips])
+        ledger.record_many([item.skipped(run_id) for item in skips])
     finally:
         if owned:
             # Stops the lease heartbeat: the recorder's writes keep the lease alive from here on.

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ecr_transfer.cloud import batch
-from ecr_transfer.copier import item_outcome, now
 from ecr_transfer.ledger.base import Ledger
-from ecr_transfer.model import FAILED_STATUSES, Outcome, WorkItem
+from ecr_transfer.model import FAILED_STATUSES, Outcome, WorkItem, now
 
 MAX_FAILURES_REPORTED = 10
 """Failures listed in the run summary (and so in the notification); the ledger has them all."""
@@ -49,7 +48,7 @@ def describe_error(error: Mapping[str, Any] | None) -> str | None:
 
 
 def failed_outcome(item: WorkItem, run_id: str, error: str) -> Outcome:
-    return item_outcome(item, run_id, "failed", error=error)
+    return item.failed(run_id, error)
 
 
 def read_outcomes(s3: Any, bucket: str, key: str) -> list[Outcome]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ecr_transfer.ledger.base import Ledger, LedgerBusyError, open_ledger
+from ecr_transfer.ledger.base import Ledger, LedgerBusyError
+from ecr_transfer.ledger.url import DEFAULT_LEDGER, open_ledger
 
-__all__ = ["Ledger", "LedgerBusyError", "open_ledger"]
+__all__ = ["DEFAULT_LEDGER", "Ledger", "LedgerBusyError", "open_ledger"]

@@ -1,4 +1,4 @@
-"""The ledger interface every backend implements, and the URL that picks one."""
+"""The ledger interface every backend implements (ledger.url picks one)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ecr_transfer.model import Outcome, RunSummary
-
-DEFAULT_LEDGER = "ecr-transfer.db"
 
 
 class LedgerBusyError(Exception):
@@ -42,15 +40,3 @@ class Ledger(Protocol):
     def runs(self, limit: int = 20) -> list[RunSummary]: ...
 
     def close(self) -> None: ...
-
-
-def open_ledger(url: str | None) -> Ledger:
-    """`PATH` or `sqlite:///PATH` -> SQLite; `dynamodb://TABLE` -> DynamoDB."""
-    url = url or DEFAULT_LEDGER
-    if url.startswith("dynamodb://"):
-        from ecr_transfer.ledger.dynamodb import DynamoDBLedger  # type: ignore[import-not-found, unused-ignore]
-
-        return DynamoDBLedger(url.removeprefix("dynamodb://"))  # type: ignore[no-any-return, unused-ignore]
-    from ecr_transfer.ledger.sqlite import SQLiteLedger
-
-    return SQLiteLedger(url.removeprefix("sqlite://"))

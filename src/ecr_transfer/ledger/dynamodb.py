@@ -235,7 +235,7 @@ class DynamoDBLedger:
         else:
             # We may have taken over an expired lease: find out whose, from the run list.
             recovered.extend(self._recover_expired(run_id, started_at))
-        self._write_summary(RunSummary(run_id, started_at, state="running", note=None), holder)
+        self._write_summary(RunSummary(run_id=run_id, started_at=started_at, state="running", note=None), holder)
         with self._lock:
             self._renewed[run_id] = self._clock()
         if self._use_heartbeat and self._heartbeat is None:
@@ -310,7 +310,12 @@ class DynamoDBLedger:
         previous = self._run(run_id)
         started = previous.started_at if previous else ended_at
         summary = RunSummary(
-            run_id, started, ended_at, state, note=note or (previous.note if previous else None), **counts
+            run_id=run_id,
+            started_at=started,
+            ended_at=ended_at,
+            state=state,
+            note=note or (previous.note if previous else None),
+            **counts,
         )
         self._write_summary(summary)
         return summary

@@ -172,7 +172,11 @@ class SQLiteLedger:
         )
         self._finish_locked(run_id, at, "interrupted", note)
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return RunSummary.from_dict(dict(row)) if row else RunSummary(run_id, at, at, "interrupted", note=note)
+        return (
+            RunSummary.from_dict(dict(row))
+            if row
+            else RunSummary(run_id=run_id, started_at=at, ended_at=at, state="interrupted", note=note)
+        )
 
     def _finish_locked(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> None:
         rows = self._db.execute(
