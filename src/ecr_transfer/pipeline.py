@@ -6,17 +6,16 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier
 from ecr_transfer.ledger.base import Ledger
 from ecr_transfer.model import Outcome, RunSummary, WorkItem, now
 from ecr_transfer.planner import plan
+from ecr_transfer.scheduler import CopyScheduler
 from ecr_transfer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,12 +73,11 @@ def copy_items(
     stop = threading.Event()
     outcomes: list[Outcome] = []
     pending = copy_order(items)
-    schedule = BlobSchedule(pending, blob_sets(context.clients, pending))
+    scheduler: CopyScheduler[Outcome] = CopyScheduler(context.clients, pending)
     # Built on every run, copies or not: it removes authfiles a killed run left behind.
-    copier = copier_factory(context, run_id, stop=stop, slots=concurrency, demand=schedule.demand)
+    copier = copier_factory(context, run_id, stop=stop, slots=concurrency, demand=scheduler.demand)
     if not pending:
         return outcomes
-    watch = LandingWatch(context.clients, schedule)
 
     def work(item: WorkItem) -> Outcome:
         ledger.record(item.in_progress(run_id))
@@ -97,41 +95,18 @@ def copy_items(
         if progress is not None:
             progress.finished(outcome)
 
-    running: dict[Future[Outcome], WorkItem] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="copy")
+    def finished(_item: WorkItem, outcome: Outcome) -> bool:
+        done(outcome)
+        return outcome.status in ("copied", "skipped")
 
-    def fill() -> None:
-        while len(running) < concurrency and (nxt := schedule.take()) is not None:
-            running[pool.submit(work, nxt)] = nxt
-
-    try:
-        fill()
-        while running:
-            finished, _ = wait(running, timeout=watch.timeout(), return_when=FIRST_COMPLETED)
-            watch.look()
-            for future in finished:
-                item = running.pop(future)
-                outcome = future.result()
-                schedule.finished(item, outcome.status in ("copied", "skipped"))
-                done(outcome)
-            fill()
-    except BaseException:
-        # Ctrl-C / SIGTERM: let running copies end (without retrying), and say what never started.
-        stop.set()
-        for future in running:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        for future, item in running.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                done(future.result())
-            else:
-                done(_interrupted(run_id, item))
-        for item in schedule.rest():
-            done(_interrupted(run_id, item))
-        raise
-    finally:
-        watch.close()
-    pool.shutdown(wait=True)
+    # Ctrl-C / SIGTERM: running copies end (without retrying), and what never started is said.
+    scheduler.run(
+        work,
+        workers=concurrency,
+        finished=finished,
+        stopped=lambda item: done(_interrupted(run_id, item)),
+        stop=stop,
+    )
     return outcomes
 
 

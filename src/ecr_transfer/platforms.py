@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ecr_transfer import envvars
-from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError
 from ecr_transfer.model import WorkItem
 from ecr_transfer.registry.client import RegistryClients
 from ecr_transfer.registry.mediatypes import DOCKER_V2, OCI_MANIFEST
+from ecr_transfer.scheduler import CopyScheduler
 from ecr_transfer.settings import env_count
 
 DEFAULT_PLATFORM_COPIES = 4
@@ -75,30 +74,25 @@ def copy_platforms(
     telling failure: a conflict or permanent error (retrying cannot help) before a transient
     one, naming the platform it came from.
     """
-    schedule = BlobSchedule(children, blob_sets(clients, children), demand)
-    watch = LandingWatch(clients, schedule)
     failures: list[tuple[WorkItem, TransferError]] = []
-    running: dict[Future[None], WorkItem] = {}
-    workers = max(1, min(parallel, len(children)))
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platform") as pool:
-            while True:
-                while len(running) < workers and (child := schedule.take()) is not None:
-                    running[pool.submit(copy_one, child)] = child
-                if not running:
-                    break
-                finished, _ = wait(running, timeout=watch.timeout(), return_when=FIRST_COMPLETED)
-                watch.look()
-                for future in finished:
-                    child = running.pop(future)
-                    exc = future.exception()
-                    if exc is not None and not isinstance(exc, TransferError):
-                        raise exc
-                    if exc is not None:
-                        failures.append((child, exc))
-                    schedule.finished(child, landed=exc is None)
-    finally:
-        watch.close()
+
+    def attempt(child: WorkItem) -> TransferError | None:
+        try:
+            copy_one(child)
+        except TransferError as exc:
+            return exc  # every platform runs to the end; the most telling failure is raised below
+        return None
+
+    def finished(child: WorkItem, exc: TransferError | None) -> bool:
+        if exc is not None:
+            failures.append((child, exc))
+        return exc is None
+
+    # No stop event: the run's own stop reaches each platform's skopeo through copy_one.
+    scheduler: CopyScheduler[TransferError | None] = CopyScheduler(clients, children, demand)
+    scheduler.run(
+        attempt, workers=min(parallel, len(children)), finished=finished, stopped=lambda _: None, name="platform"
+    )
     if not failures:
         return
     failures.sort(key=lambda f: 0 if isinstance(f[1], (ConflictError, PermanentError)) else 1)
