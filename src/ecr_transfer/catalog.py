@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
@@ -59,6 +59,10 @@ class SourceCatalog(Protocol):
 
     def tags(self, repository: ImageRef) -> list[str]: ...
 
+    def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
+        """Tag -> push time (epoch seconds) where the source reports it; tagLatest ranks by it."""
+        ...
+
     def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]: ...
 
 
@@ -87,6 +91,10 @@ class RegistryCatalog:
     def tags(self, repository: ImageRef) -> list[str]:
         client = self._clients.get(repository.registry)
         return retry_transient(lambda: client.list_tags(repository.repository))
+
+    def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
+        """The distribution API reports no push times (a config's `created` is build time)."""
+        return {}
 
     def _head(self, ref: ImageRef) -> DigestResult:
         client = self._clients.get(ref.registry)

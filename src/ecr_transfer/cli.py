@@ -57,18 +57,20 @@ def _plan(args: argparse.Namespace) -> int:
     from ecr_transfer.context import build_context
     from ecr_transfer.pipeline import new_run_id
     from ecr_transfer.planner import plan
+    from ecr_transfer.selection import select
     from ecr_transfer.settings import load_yaml
 
     settings = load_yaml(args.config)
     context = build_context(settings)
     try:
-        items = plan(settings, context.source, context.destination, force=args.force)
+        selection = select(settings, context.source)
+        items = plan(settings, context.source, context.destination, force=args.force, selection=selection)
     finally:
         context.close()
     if args.json:
-        report.dump(report.plan_json(new_run_id(), items))
+        report.dump(report.plan_json(new_run_id(), items, selection))
     else:
-        report.plan_table(items)
+        report.plan_table(items, selection=selection)
     return EXIT_OK
 
 

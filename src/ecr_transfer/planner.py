@@ -9,42 +9,14 @@ from ecr_transfer.catalog import DestinationCatalog, SourceCatalog
 from ecr_transfer.errors import ConfigError, TransferError
 from ecr_transfer.mapping import target_ref
 from ecr_transfer.model import Outcome, WorkItem
-from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.references import ImageRef
+from ecr_transfer.selection import Selection, select
 from ecr_transfer.settings import Settings
 
 
 def selected_images(settings: Settings, source: SourceCatalog) -> list[ImageRef]:
-    """The user's selection, with `repo:ALL_TAGS` expanded through the tag list (or DescribeImages)."""
-    if settings.src_list == "ALL":
-        return source.all_images()
-    entries = parse_image_list(settings.src_image_list, source.default_registry)
-    expandable = [e for e in entries if e.all_tags]
-    expanded: dict[ImageRef, list[str] | TransferError] = {}
-    if expandable:
-
-        def tags_of(ref: ImageRef) -> list[str] | TransferError:
-            try:
-                return sorted(source.tags(ref))
-            except TransferError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=min(8, len(expandable))) as pool:
-            expanded = dict(zip(expandable, pool.map(tags_of, expandable), strict=True))
-    result: list[ImageRef] = []
-    problems: list[str] = []
-    for entry in entries:
-        if not entry.all_tags:
-            result.append(entry)
-            continue
-        tags = expanded[entry]
-        if isinstance(tags, TransferError):
-            problems.append(f"{entry}: cannot list tags: {tags}")
-        else:
-            result.extend(entry.with_tag(t) for t in tags)
-    if problems:
-        raise ConfigError(problems, source="srcImageList")
-    seen: set[ImageRef] = set()
-    return [r for r in result if not (r in seen or seen.add(r))]  # type: ignore[func-returns-value]
+    """The user's selection, with `repo:ALL_TAGS` expanded and the tag filters applied."""
+    return list(select(settings, source).images)
 
 
 def _decide(
@@ -88,6 +60,7 @@ def plan(
     *,
     force: bool = False,
     previous: Mapping[str, Outcome] | None = None,
+    selection: Selection | None = None,
 ) -> list[WorkItem]:
     """One WorkItem per selected image; HEAD-only (or bulk ECR) lookups on both sides.
 
@@ -97,8 +70,10 @@ def plan(
     `previous` (the ledger's latest outcome per source) matters with `includeUntagged: false`
     only: the destination then holds one platform of a source index, whose digest never equals
     the source's; the ledger says which platform digest came from which source digest.
+
+    `selection` is what `select()` already chose (the CLI shows its filter verdicts beside the plan).
     """
-    sources = selected_images(settings, source)
+    sources = list((selection or select(settings, source)).images)
     try:
         targets = [target_ref(s, destination.registry, settings.dest_prefix) for s in sources]
     except ValueError as exc:

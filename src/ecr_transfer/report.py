@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary, WorkItem, counts
+from ecr_transfer.selection import EntryCounts, Selection
 
 
 def _json_status(status: str) -> str:
@@ -33,8 +34,10 @@ def run_json(run_id: str, outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def plan_json(run_id: str, items: list[WorkItem]) -> dict[str, Any]:
+def plan_json(run_id: str, items: list[WorkItem], selection: Selection | None = None) -> dict[str, Any]:
     copy = sum(1 for i in items if i.action == "copy")
+    entries = selection.entries if selection else ()
+    filtered = selection.filtered if selection else ()
     return {
         "run_id": run_id,
         "counts": {"planned": len(items), "copied": 0, "skipped": len(items) - copy, "failed": 0, "copy": copy},
@@ -50,6 +53,11 @@ def plan_json(run_id: str, items: list[WorkItem]) -> dict[str, Any]:
             }
             for i in items
         ],
+        "selection": [
+            {"entry": e.entry, "listed": e.listed, "after": [{"filter": s.key, "kept": s.kept} for s in e.steps]}
+            for e in entries
+        ],
+        "filtered": [{"source": d.source, "reason": d.reason} for d in filtered],
     }
 
 
@@ -120,8 +128,23 @@ def outcome_table(outcomes: list[Outcome], out: TextIO | None = None) -> None:
     _table(rows, out)
 
 
-def plan_table(items: list[WorkItem], out: TextIO | None = None) -> None:
+def entry_line(entry: EntryCounts) -> str:
+    """`nginx:ALL_TAGS: 45 tags; tagInclude 45 -> 30, tagSemver 30 -> 12`: what each filter left."""
+    steps, before = [], entry.listed
+    for step in entry.steps:
+        steps.append(f"{step.key} {before} -> {step.kept}")
+        before = step.kept
+    return f"{entry.entry}: {entry.listed} tags; " + ", ".join(steps)
+
+
+def plan_table(items: list[WorkItem], out: TextIO | None = None, selection: Selection | None = None) -> None:
     out = out or sys.stdout
+    if selection is not None and selection.entries:
+        for entry in selection.entries:
+            out.write(entry_line(entry) + "\n")
+        if selection.filtered:
+            out.write(f"{len(selection.filtered)} tags filtered out (plan --json lists each with its reason)\n")
+        out.write("\n")
     if not items:
         out.write("no images selected\n")
         return

@@ -20,6 +20,7 @@ import yaml
 from ecr_transfer import envvars
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.references import _COMPONENT, _HOST, parse_image_list
+from ecr_transfer.tagfilter import TagFilters, VersionRange, check_patterns, split_patterns
 
 SourceType = Literal["Amazon_ECR", "Public"]
 DestType = Literal["Amazon_ECR", "Registry"]
@@ -65,6 +66,17 @@ class Settings:
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
     concurrency: int = 10
     repository: RepositorySettings = field(default_factory=RepositorySettings)
+    tag_include: tuple[str, ...] = ()
+    tag_exclude: tuple[str, ...] = ()
+    tag_semver: str | None = None
+    tag_latest: int | None = None
+
+    @property
+    def tag_filters(self) -> TagFilters:
+        """What applies to expanded tags (`repo:ALL_TAGS`, `srcList: ALL`); see ecr_transfer.tagfilter."""
+        return TagFilters(
+            include=self.tag_include, exclude=self.tag_exclude, semver=self.tag_semver, latest=self.tag_latest
+        )
 
     def is_insecure(self, registry: str) -> bool:
         return registry in self.insecure_registries
@@ -97,6 +109,10 @@ _KEYS: dict[str, tuple[str, str]] = {
     "repoEncryption": ("encryption", "enum:AES256,KMS"),
     "repoKmsKey": ("kms_key", "str"),
     "repoTags": ("tags", "tags"),
+    "tagInclude": ("tag_include", "regexes"),
+    "tagExclude": ("tag_exclude", "regexes"),
+    "tagSemver": ("tag_semver", "range"),
+    "tagLatest": ("tag_latest", "count"),
 }
 _REPO_FIELDS = {f.name for f in fields(RepositorySettings)}
 
@@ -108,6 +124,7 @@ def env_name(key: str) -> str:
 
 ENV_NAMES = {env_name(k): k for k in _KEYS}
 assert envvars.SRC_IMAGE_LIST in ENV_NAMES and envvars.REGISTRY_ENDPOINTS in ENV_NAMES
+assert {envvars.TAG_INCLUDE, envvars.TAG_EXCLUDE, envvars.TAG_SEMVER, envvars.TAG_LATEST} <= ENV_NAMES.keys()
 
 
 def _as_bool(value: Any) -> bool:
@@ -181,6 +198,14 @@ def _coerce(kind: str, value: Any) -> Any:
         return tuple(hosts)
     if kind in {"endpoints", "tags"}:
         return _as_mapping(value)
+    if kind == "regexes":
+        return check_patterns(split_patterns(value))
+    if kind == "range":
+        return VersionRange.parse(str(value)).text
+    if kind == "count":
+        if isinstance(value, bool) or not re.fullmatch(r"\s*[0-9]+\s*", str(value)) or int(str(value)) < 1:
+            raise ValueError(f"must be a whole number of at least 1; got {value!r}")
+        return int(str(value))
     text = str(value).strip()
     if kind == "region" and not _REGION.match(text):
         raise ValueError(f"not an AWS region name: {text!r}")

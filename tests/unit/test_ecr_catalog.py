@@ -222,3 +222,40 @@ def test_calls_are_paced(client: Any) -> None:
             cat.digests([ref("web", str(n))])
     assert slept == [0.5, 0.5]  # a burst of 2, then 2 per second
     assert pacing.waited == {"DescribeImages": 1.0}
+
+
+def test_src_list_all_filters_each_repository_latest_by_push_time(client: Any, stub: Stubber) -> None:
+    """tagLatest ranks tags that are not versions by ECR's imagePushedAt, from the listing already made."""
+    from ecr_transfer.selection import select
+    from ecr_transfer.settings import from_mapping
+
+    def pushed(n: int, day: int, *tags: str, repo: str) -> dict[str, Any]:
+        return {**image(n, *tags, repo=repo), "imagePushedAt": datetime(2026, 1, day, tzinfo=UTC)}
+
+    stub.add_response(
+        "describe_repositories",
+        {"repositories": [{"repositoryName": n, "registryId": ACCOUNT} for n in ("builds", "lib")]},
+        {"registryId": ACCOUNT, "maxResults": 1000},
+    )
+    # Names and push order disagree: main-a is the newest push, main-c the oldest.
+    expect_images(stub, "builds", [[pushed(1, 9, "main-a", repo="builds"), pushed(2, 1, "main-c", repo="builds")],
+                                   [pushed(3, 5, "main-b", "dev", repo="builds")]])  # fmt: skip
+    expect_images(stub, "lib", [[pushed(4, 1, "2.0.0", repo="lib"), pushed(5, 9, "1.9.9", "latest", repo="lib")]])
+    settings = from_mapping(
+        {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-east-1", "destType": "Registry",
+         "destRegistry": "127.0.0.1:5000", "tagExclude": ["dev"], "tagLatest": 2}
+    )  # fmt: skip
+
+    selection = select(settings, catalog(client))
+
+    assert [str(i) for i in selection.images] == [f"{HOST}/builds:main-a", f"{HOST}/builds:main-b",
+                                                  f"{HOST}/lib:1.9.9", f"{HOST}/lib:2.0.0"]  # fmt: skip
+    assert [(e.entry, e.listed, [(s.key, s.kept) for s in e.steps]) for e in selection.entries] == [
+        (f"{HOST}/builds:ALL_TAGS", 4, [("tagExclude", 3), ("tagLatest", 2)]),
+        (f"{HOST}/lib:ALL_TAGS", 3, [("tagExclude", 3), ("tagLatest", 2)]),
+    ]
+    assert [(d.source, d.reason) for d in selection.filtered] == [
+        (f"{HOST}/builds:dev", "tagExclude: matches 'dev'"),
+        (f"{HOST}/builds:main-c", "tagLatest: not among the newest 2"),
+        (f"{HOST}/lib:latest", "tagLatest: not among the newest 2"),  # pushed last, but not a version
+    ]

@@ -174,6 +174,21 @@ def test_lister_and_copier_read_the_same_settings() -> None:
     assert lister[envvars.LEDGER] == {"Fn::Sub": "dynamodb://${LedgerTable}"}
 
 
+def test_functions_ship_every_dependency_of_the_package() -> None:
+    """The layer holds ecr_transfer only (BuildMethod copies src/): each function that imports it
+    must list the package's own dependencies, or it fails at import time in Lambda, not in tests."""
+    import tomllib
+
+    def names(lines: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ]", line.strip(), maxsplit=1)[0].lower() for line in lines if line.strip()}
+
+    package = names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    for function in ("ListerFunction", "RecorderFunction"):
+        text = (ROOT / props(function)["CodeUri"] / "requirements.txt").read_text()
+        listed = names([line for line in text.splitlines() if not line.startswith("#")])
+        assert package <= listed, f"{function} lacks {sorted(package - listed)}"
+
+
 def test_the_ledger_lease_outlives_a_batch() -> None:
     """A run's lease is renewed by the recorder after each batch; one batch may run until its timeout."""
     asl = json.loads((ROOT / "statemachine" / "ecr_replication.asl.json").read_text(encoding="utf-8"))
@@ -335,3 +350,4 @@ def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
     assert (build / "ListerFunction" / "app.py").is_file()
     assert (build / "ListerFunction" / "aws_lambda_powertools").is_dir()
     assert (build / "RecorderFunction" / "yaml").is_dir()
+    assert (build / "ListerFunction" / "semver").is_dir() and (build / "RecorderFunction" / "semver").is_dir()

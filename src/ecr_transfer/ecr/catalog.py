@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +72,8 @@ class _Listing:
     """Tag -> digest of one repository, from a complete DescribeImages listing."""
 
     tags: dict[str, str] = field(default_factory=dict)
+    pushed: dict[str, float] = field(default_factory=dict)
+    """Tag -> imagePushedAt of its image (epoch seconds), for tagLatest."""
     digests: set[str] = field(default_factory=set)
     untagged_included: bool = False
 
@@ -130,8 +132,11 @@ class EcrCatalog:
                 for image in page.get("imageDetails", []):
                     digest = image["imageDigest"]
                     listing.digests.add(digest)
+                    pushed = image.get("imagePushedAt")
                     for tag in image.get("imageTags") or []:
                         listing.tags[tag] = digest
+                        if pushed is not None:
+                            listing.pushed[tag] = pushed.timestamp()
         except ClientError as exc:
             if error_code(exc) == "RepositoryNotFoundException":
                 with self._lock:
@@ -193,6 +198,12 @@ class EcrCatalog:
         if listing is None:
             raise PermanentError(f"repository {repository.repository} does not exist in {self.registry}")
         return sorted(listing.tags)
+
+    def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
+        if repository.registry != self.registry:
+            return self._fallback.pushed_at(repository) if self._fallback is not None else {}
+        listing = self._list(repository.repository)
+        return dict(listing.pushed) if listing is not None else {}
 
     # -- digests ------------------------------------------------------------------------------
     def _point_lookup(self, ref: ImageRef) -> DigestResult:
