@@ -7,7 +7,6 @@ and the local path resolve credentials and endpoints the same way.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,22 +14,27 @@ from pathlib import Path
 
 from ecr_transfer.catalog import DestinationCatalog, RegistryCatalog, SourceCatalog
 from ecr_transfer.errors import ConfigError
+from ecr_transfer.processes import RUN_PREFIX, private_tempdir
 from ecr_transfer.ratelimit import RateLimiter, copy_gate
 from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.registry.authfiles import AuthFiles
 from ecr_transfer.registry.client import CredentialLookup, RegistryClients
-from ecr_transfer.registry.credentials import Credential, SecretResolver, load_auth_files, resolve_secret
+from ecr_transfer.registry.credentials import Credential, SecretResolver, resolve_secret
+from ecr_transfer.registry.trust import Trust
 from ecr_transfer.settings import Settings
 from ecr_transfer.skopeo import registries_conf_text
 
 
 class StaticCredentials:
-    """Auth-file logins overlaid with the secrets named by srcCredential/destCredential."""
+    """The secrets named by srcCredential/destCredential, over the auth files' logins (and helpers)."""
 
-    def __init__(self, base: Mapping[str, Credential], overrides: Mapping[str, Credential]) -> None:
-        self._creds = {**base, **overrides}
+    def __init__(self, base: Mapping[str, Credential] | CredentialLookup, overrides: Mapping[str, Credential]) -> None:
+        self._base: CredentialLookup = base.get if isinstance(base, Mapping) else base
+        self._overrides = dict(overrides)
 
     def __call__(self, registry: str) -> Credential | None:
-        return self._creds.get(registry)
+        found = self._overrides.get(registry)
+        return found if found is not None else self._base(registry)
 
 
 CopyGate = Callable[[ImageRef, ImageRef], None]
@@ -49,6 +53,7 @@ class TransferContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workdir: str | None = None
     copy_gates: list[CopyGate] = field(default_factory=list)
+    trust: Trust = field(default_factory=Trust)
 
     def before_copy(self, source: ImageRef, destination: ImageRef) -> None:
         for gate in self.copy_gates:
@@ -65,7 +70,14 @@ class TransferContext:
     def is_insecure(self, registry: str) -> bool:
         return registry in self.settings.insecure_registries
 
+    def cert_dir(self, registry: str, *connected: str) -> Path | None:
+        """skopeo's --*-cert-dir for a registry (and the hosts it is reached at), None for the defaults."""
+        endpoint = self.settings.registry_endpoints.get(registry)
+        hosts = [registry, *connected] + ([endpoint.split("://", 1)[-1].rstrip("/")] if endpoint else [])
+        return self.trust.cert_dir(*dict.fromkeys(hosts))
+
     def close(self) -> None:
+        self.trust.close()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -103,7 +115,11 @@ def build_credentials(
             overrides[host] = doc.credential
     if problems:
         raise ConfigError(problems)
-    return StaticCredentials(load_auth_files(environ), overrides)
+    return StaticCredentials(AuthFiles.load(environ), overrides)
+
+
+def build_trust(settings: Settings, environ: Mapping[str, str] | None = None) -> Trust:
+    return Trust(settings.registry_ca_bundles, environ=environ)
 
 
 def build_context(
@@ -117,6 +133,7 @@ def build_context(
 
         return build_ecr_context(settings, secret_resolver=secret_resolver, environ=environ)
     credentials = build_credentials(settings, settings.dest_registry, secret_resolver, environ)
+    trust = build_trust(settings, environ)
     limiter = RateLimiter()  # Docker Hub's ratelimit-remaining / 429 Retry-After
     clients = RegistryClients(
         credentials,
@@ -124,6 +141,7 @@ def build_context(
         settings.registry_endpoints,
         pool_size=max(16, settings.concurrency),
         rate_limit_hook=limiter.observe,
+        trust=trust,
     )
     context = TransferContext(
         settings,
@@ -133,6 +151,7 @@ def build_context(
         destination=RegistryCatalog(
             clients, registry=settings.dest_registry, concurrency=max(16, settings.concurrency)
         ),
+        trust=trust,
     )
     context.copy_gates.append(copy_gate(limiter, clients))
     attach_registries_conf(context)
@@ -144,7 +163,7 @@ def attach_registries_conf(context: TransferContext) -> None:
     endpoints = context.settings.registry_endpoints
     if not endpoints:
         return
-    context._workdir = tempfile.mkdtemp(prefix="ecr-transfer-run-")
+    context._workdir = private_tempdir(RUN_PREFIX)
     path = Path(context._workdir) / "registries.conf"
     path.write_text(registries_conf_text(endpoints, context.settings.insecure_registries), encoding="utf-8")
     context.registries_conf = path

@@ -15,8 +15,9 @@ from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
+from ecr_transfer.processes import remove_stale_tempdirs
 from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
-from ecr_transfer.registry.credentials import Credential, remove_stale_authfiles, temporary_authfile
+from ecr_transfer.registry.credentials import Credential, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
 
@@ -79,8 +80,8 @@ class Copier:
         self._platform_copies = platform_copies()
         self._demand = demand
         """Shared blob -> bytes of the run's images needing it (the run's blob schedule), to order platforms."""
-        for stale in remove_stale_authfiles():
-            log.warning("removed %s, left with credentials inside by a process that was killed", stale)
+        for stale in remove_stale_tempdirs():
+            log.warning("removed %s, left behind by a process that was killed", stale)
 
     def _authfile_entries(self, *registries: str) -> dict[str, Credential]:
         entries: dict[str, Credential] = {}
@@ -115,6 +116,9 @@ class Copier:
                 CopyRequest,
                 src_insecure=self.context.is_insecure(src.registry),
                 dest_insecure=self.context.is_insecure(dst.registry) or self.context.is_insecure(push_host),
+                src_cert_dir=self.context.cert_dir(src.registry),
+                dest_cert_dir=self.context.cert_dir(dst.registry, push_host),
+                drop_env=(envvars.SSL_CERT_FILE,) if self.context.trust.replaces_env else (),
                 authfile=authfile,
                 registries_conf=self.context.registries_conf,
             )

@@ -64,6 +64,8 @@ class Settings:
     include_untagged: bool = True
     insecure_registries: tuple[str, ...] = ()
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
+    registry_ca_bundles: Mapping[str, str] = field(default_factory=dict)
+    """host[:port] -> CA bundle (a path, or the PEM text) trusted for that registry, by Python and skopeo."""
     concurrency: int = 10
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     tag_include: tuple[str, ...] = ()
@@ -103,6 +105,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "includeUntagged": ("include_untagged", "bool"),
     "insecureRegistries": ("insecure_registries", "hosts"),
     "registryEndpoints": ("registry_endpoints", "endpoints"),
+    "registryCaBundles": ("registry_ca_bundles", "endpoints"),
     "concurrency": ("concurrency", "int:1-100"),
     "repoTagMutability": ("tag_mutability", "enum:MUTABLE,IMMUTABLE"),
     "repoScanOnPush": ("scan_on_push", "bool"),
@@ -125,6 +128,7 @@ def env_name(key: str) -> str:
 ENV_NAMES = {env_name(k): k for k in _KEYS}
 assert envvars.SRC_IMAGE_LIST in ENV_NAMES and envvars.REGISTRY_ENDPOINTS in ENV_NAMES
 assert {envvars.TAG_INCLUDE, envvars.TAG_EXCLUDE, envvars.TAG_SEMVER, envvars.TAG_LATEST} <= ENV_NAMES.keys()
+assert envvars.REGISTRY_CA_BUNDLES in ENV_NAMES
 
 
 def _as_bool(value: Any) -> bool:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecr_transfer import envvars
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
+from ecr_transfer.processes import COPY_PREFIX, private_tempdir
+from ecr_transfer.registry.trust import trust_hint
 
 # Order matters: the first matching rule decides. Conflict before unauthorized ("denied"),
 # and permanent "not found" before the generic transient fallbacks.
@@ -30,11 +32,17 @@ _RULES: list[tuple[re.Pattern[str], type[TransferError]]] = [
     (re.compile(r"digest.*(mismatch|did not match)|unexpected digest", re.I), TransientError),
 ]
 _ERROR_LINE = re.compile(r'level=(?:fatal|error) msg="(.*)"\s*$')
+_CERTIFICATE = re.compile(r"x509: |tls: failed to verify certificate|certificate signed by unknown authority", re.I)
+_HOST_IN_URL = re.compile(r"https://([^/\"\s]+)/")
 
 
 def classify(stderr: str, returncode: int) -> TransferError:
     """Map skopeo's failure output to our error kinds; unknown failures are transient (retried)."""
     message = summarize(stderr) or f"skopeo exited with status {returncode}"
+    if _CERTIFICATE.search(stderr):
+        # Would repeat identically on every attempt and every run: say how to trust the CA.
+        host = _HOST_IN_URL.search(stderr)
+        return PermanentError(f"{message}; {trust_hint(host.group(1) if host else 'HOST:PORT')}")
     for pattern, kind in _RULES:
         if pattern.search(stderr):
             return kind(message)
@@ -60,9 +68,14 @@ class CopyRequest:
     """Copy only the index (`--multi-arch index-only`): its platforms are at the destination already."""
     src_insecure: bool = False
     dest_insecure: bool = False
+    src_cert_dir: Path | None = None
+    dest_cert_dir: Path | None = None
+    """CAs (and client certificates) per side, as registry/trust.py computed them for Python too."""
     authfile: Path | None = None
     registries_conf: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    drop_env: tuple[str, ...] = ()
+    """Variables skopeo must not see (SSL_CERT_FILE would replace Go's system store: its CAs are in the cert dirs)."""
 
 
 def skopeo_binary() -> str:
@@ -88,6 +101,10 @@ def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
         argv.append("--src-tls-verify=false")
     if request.dest_insecure:
         argv.append("--dest-tls-verify=false")
+    if request.src_cert_dir is not None and not request.src_insecure:
+        argv += ["--src-cert-dir", str(request.src_cert_dir)]
+    if request.dest_cert_dir is not None and not request.dest_insecure:
+        argv += ["--dest-cert-dir", str(request.dest_cert_dir)]
     argv += [f"docker://{request.source}", f"docker://{request.target}"]
     return argv
 
@@ -140,10 +157,14 @@ def copy(request: CopyRequest, timeout: float | None = None) -> str:
     (ECR_TRANSFER_COPY_TIMEOUT, default an hour) it is killed and the attempt is transient.
     """
     timeout = timeout or copy_timeout()
-    with tempfile.TemporaryDirectory(prefix="ecr-transfer-copy-") as work:
+    # Named with our pid: a run killed mid-copy leaves it, and the next run removes it.
+    work = private_tempdir(COPY_PREFIX)
+    try:
         digestfile = Path(work) / "digest"
         env = dict(os.environ)
         env.update(request.extra_env)
+        for name in request.drop_env:
+            env.pop(name, None)
         if request.registries_conf is not None:
             env["CONTAINERS_REGISTRIES_CONF"] = str(request.registries_conf)
         try:
@@ -169,6 +190,8 @@ def copy(request: CopyRequest, timeout: float | None = None) -> str:
             return digestfile.read_text(encoding="utf-8").strip()
         except OSError:
             raise TransientError("skopeo reported success but wrote no digest") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def registries_conf_text(endpoints: Mapping[str, str], insecure: Sequence[str]) -> str:

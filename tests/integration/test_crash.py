@@ -130,6 +130,11 @@ def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
     authdirs = {Path(str(r["authfile"]["path"])).parent for r in skopeo.records()}  # type: ignore[index]
     left = {d for d in authdirs if d.exists()}
     assert left, "expected the killed copy's authfile to outlive the kill"
+    # ...and so is its digestfile's folder (ecr-transfer-copy-PID-*), which used to stay forever.
+    copydirs = {Path(argv[argv.index("--digestfile") + 1]).parent for argv in skopeo.calls()}
+    left_copies = {d for d in copydirs if d.exists()}
+    assert left_copies and all(d.name.startswith(f"ecr-transfer-copy-{proc.pid}-") for d in left_copies)
+    left |= left_copies
 
     result = check_second_run(cfg, ledger, corpus, dst_registry, skopeo, first["run_id"])
     # ...until the next run, which removes what dead runs left behind, credentials and all.

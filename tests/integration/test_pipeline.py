@@ -254,7 +254,10 @@ def test_wrong_credentials_fail_without_retries(
     )
     code, result = run_json(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
     assert code == 1
-    assert result["items"][0]["error"] == (f"manifest {src.host}/private/app:1: unauthorized (HTTP 401) at {src.host}")
+    assert result["items"][0]["error"] == (
+        f"manifest {src.host}/private/app:1: unauthorized (HTTP 401) at {src.host}, "
+        "with the credentials from the secret env:SRC_LOGIN"
+    )
     assert skopeo_recorder.copies() == []
 
 

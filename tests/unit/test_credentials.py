@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ecr_transfer.errors import ConfigError
+from ecr_transfer.registry.authfiles import load_auth_files
 from ecr_transfer.registry.credentials import (
     Credential,
-    load_auth_files,
     resolve_secret,
     temporary_authfile,
 )

@@ -17,7 +17,13 @@ from typing import Any
 import boto3
 
 from ecr_transfer.catalog import DestinationCatalog, RegistryCatalog, SourceCatalog
-from ecr_transfer.context import StaticCredentials, TransferContext, attach_registries_conf, build_credentials
+from ecr_transfer.context import (
+    StaticCredentials,
+    TransferContext,
+    attach_registries_conf,
+    build_credentials,
+    build_trust,
+)
 from ecr_transfer.ecr.auth import EcrTokenCache
 from ecr_transfer.ecr.catalog import EcrCatalog
 from ecr_transfer.ecr.pacing import EcrPacing, client_config
@@ -135,12 +141,14 @@ def build_ecr_context(
     static = build_credentials(settings, dest_registry, resolver, env)
 
     credentials = EcrCredentials(static)
+    trust = build_trust(settings, env)
     clients = RegistryClients(
         credentials,
         settings.insecure_registries,
         settings.registry_endpoints,
         pool_size=max(16, settings.concurrency),
         rate_limit_hook=limiter.observe,
+        trust=trust,
     )
     plain = RegistryCatalog(clients, concurrency=max(16, settings.concurrency))
 
@@ -167,7 +175,7 @@ def build_ecr_context(
             if side.host == dst_ref.registry:
                 side.catalog.before_push(dst_ref)
 
-    context = TransferContext(settings, credentials, clients, source, destination)
+    context = TransferContext(settings, credentials, clients, source, destination, trust=trust)
     context.copy_gates += [copy_gate(limiter, clients), pace_push]
     attach_registries_conf(context)
     return context

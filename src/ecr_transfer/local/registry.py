@@ -132,6 +132,9 @@ class LocalRegistry:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    opener: urllib.request.OpenerDirector = _OPENER
+    """How the helpers reach the registry (a TLS registry for tests trusts its own CA here)."""
+
     @property
     def username(self) -> str | None:
         return self.credentials.username if self.credentials else None
@@ -239,7 +242,7 @@ class LocalRegistry:
             )
         self._proc = proc
         _RUNNING.add(self)
-        listening = f'msg="listening on {self.host}"'.encode()
+        listening = f'msg="listening on {self.host}'.encode()  # `, tls` follows with http.tls
         while proc.poll() is None:
             # Whoever else holds the port would answer /v2/ too: first our process must say it
             # listens (logged right after a successful bind), then /v2/ must answer (401 with auth).
@@ -313,7 +316,7 @@ class LocalRegistry:
         if authenticate and self.credentials is not None:
             req.add_header("Authorization", "Basic " + self.credentials.basic())
         try:
-            with _OPENER.open(req, timeout=timeout) as resp:
+            with self.opener.open(req, timeout=timeout) as resp:
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
         except urllib.error.HTTPError as err:
             with err:

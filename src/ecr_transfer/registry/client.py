@@ -7,9 +7,12 @@ counts manifest GETs against its pull rate limit but not HEADs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import ssl
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,10 +20,16 @@ from urllib.parse import urlencode, urljoin
 
 import urllib3
 
-from ecr_transfer.errors import PermanentError, TransientError
+from ecr_transfer.errors import PermanentError, TransferError, TransientError
 from ecr_transfer.references import DOCKER_HUB
 from ecr_transfer.registry.credentials import Credential
 from ecr_transfer.registry.mediatypes import ACCEPT
+from ecr_transfer.registry.trust import Trust, trust_hint
+
+log = logging.getLogger(__name__)
+# urllib3 warns on every unverified request (hundreds per run); insecureRegistries is the user's
+# explicit choice, said once per registry by RegistryClient instead.
+warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
 API_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -38,6 +47,28 @@ class ManifestInfo:
     digest: str
     media_type: str | None
     size: int | None
+
+
+NO_CREDENTIALS = (
+    "no login found for it (looked in REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json and "
+    "~/.docker/config.json with its credHelpers/credsStore); log in with docker/podman login, or set "
+    "srcCredential/destCredential"
+)
+
+
+def tls_failure(what: str, host: str, exc: Exception) -> PermanentError | None:
+    """A TLS failure that every retry would repeat: an untrusted certificate, or plain HTTP spoken back."""
+    reason = getattr(exc, "reason", None) or exc
+    while not isinstance(reason, ssl.SSLError) and getattr(reason, "__context__", None) is not None:
+        reason = reason.__context__
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        detail = reason.verify_message or str(reason)
+        return PermanentError(f"{what}: the TLS certificate of {host} is not trusted ({detail}); {trust_hint(host)}")
+    if isinstance(reason, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(reason):
+        return PermanentError(
+            f"{what}: {host} does not speak TLS (plain HTTP?); list it in insecureRegistries to use HTTP"
+        )
+    return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -80,6 +111,8 @@ class RegistryClient:
         self._base_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
         self._by_digest: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._tls_failure: PermanentError | None = None
+        """A certificate this run cannot trust: every later request fails at once with the same cause."""
 
     # -- connection -------------------------------------------------------------------------
     def _candidates(self) -> list[str]:
@@ -113,6 +146,8 @@ class RegistryClient:
                     last = exc
                     continue
                 self._base = candidate
+                if candidate.startswith("https://"):
+                    log.warning("%s: TLS certificate verification is off (insecureRegistries)", self.registry)
                 return candidate
         raise TransientError(f"cannot reach registry {self.registry}: {last}")
 
@@ -128,7 +163,7 @@ class RegistryClient:
         credential = self._credentials(self.registry)
         if scheme.lower() == "basic":
             if credential is None:
-                raise PermanentError(f"unauthorized: {self.registry} requires credentials and none are configured")
+                raise PermanentError(f"unauthorized: {self.registry} requires credentials; {NO_CREDENTIALS}")
             self._tokens[scope] = f"Basic {credential.basic()}"
             return
         params = dict(_CHALLENGE_PARAM.findall(params_text))
@@ -142,9 +177,14 @@ class RegistryClient:
                 "GET", f"{realm}?{urlencode(params)}", headers=headers, timeout=self._timeout, retries=False
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"token request to {realm} failed: {exc}") from None
+            what = f"token request to {realm}"
+            raise tls_failure(what, realm.split("://", 1)[-1].split("/", 1)[0], exc) or TransientError(
+                f"{what} failed: {exc}"
+            ) from None
         if resp.status in (401, 403):
-            raise PermanentError(f"unauthorized: {self.registry} rejected the configured credentials")
+            if credential is None:
+                raise PermanentError(f"unauthorized: {self.registry} refused anonymous access; {NO_CREDENTIALS}")
+            raise PermanentError(f"unauthorized: {self.registry} rejected the credentials from {credential.origin}")
         if resp.status != 200:
             raise TransientError(f"token request to {realm} answered HTTP {resp.status}")
         body = resp.json()
@@ -156,6 +196,8 @@ class RegistryClient:
     def _request(self, method: str, url: str, scope: str, what: str) -> urllib3.BaseHTTPResponse:
         headers = {"Accept": ACCEPT}
         retried = False
+        if self._tls_failure is not None:
+            raise PermanentError(f"{what}: {self._tls_failure}")
         for _ in range(2):
             headers.update(self._auth_header(scope))
             try:
@@ -163,6 +205,10 @@ class RegistryClient:
                     method, url, headers=headers, timeout=self._timeout, retries=False, preload_content=True
                 )
             except urllib3.exceptions.HTTPError as exc:
+                failure = tls_failure(what, url.split("://", 1)[-1].split("/", 1)[0], exc)
+                if failure is not None:
+                    self._tls_failure = PermanentError(str(failure).removeprefix(f"{what}: "))
+                    raise failure from None
                 raise TransientError(f"{what}: network error talking to {self.registry}: {exc}") from None
             if self._rate_limit_hook is not None:
                 self._rate_limit_hook(self.registry, resp.headers)
@@ -171,7 +217,10 @@ class RegistryClient:
                 retried = True
                 with self._lock:
                     self._tokens.pop(scope, None)
-                    self._authenticate(resp.headers["WWW-Authenticate"], scope)
+                    try:
+                        self._authenticate(resp.headers["WWW-Authenticate"], scope)
+                    except TransferError as exc:
+                        raise type(exc)(f"{what}: {exc}", retry_after=exc.retry_after) from None
                 headers.pop("Authorization", None)
                 continue
             return resp
@@ -180,7 +229,9 @@ class RegistryClient:
     def _raise_for(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
         status = resp.status
         if status in (401, 403):
-            raise PermanentError(f"{what}: unauthorized (HTTP {status}) at {self.registry}")
+            credential = self._credentials(self.registry)
+            tried = f"with the credentials from {credential.origin}" if credential else f"anonymously: {NO_CREDENTIALS}"
+            raise PermanentError(f"{what}: unauthorized (HTTP {status}) at {self.registry}, {tried}")
         if status == 429:
             raise TransientError(
                 f"{what}: rate limited (HTTP 429) by {self.registry}", retry_after=_retry_after(resp.headers)
@@ -274,8 +325,10 @@ class RegistryClients:
         *,
         pool_size: int = 16,
         rate_limit_hook: RateLimitHook | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self._credentials = credentials
+        self._trust = trust or Trust()
         self._insecure = frozenset(insecure)
         self._endpoints = dict(endpoints or {})
         self._pool_size = pool_size
@@ -288,14 +341,17 @@ class RegistryClients:
             client = self._clients.get(registry)
             if client is None:
                 insecure = registry in self._insecure
-                pool = urllib3.PoolManager(
-                    maxsize=self._pool_size, cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED"
-                )
+                endpoint = self._endpoints.get(registry)
+                if insecure:
+                    pool = urllib3.PoolManager(maxsize=self._pool_size, cert_reqs="CERT_NONE")
+                else:
+                    hosts = [registry, endpoint.split("://", 1)[-1].rstrip("/")] if endpoint else [registry]
+                    pool = urllib3.PoolManager(maxsize=self._pool_size, ssl_context=self._trust.ssl_context(*hosts))
                 client = RegistryClient(
                     registry,
                     credentials=self._credentials,
                     insecure=insecure,
-                    endpoint=self._endpoints.get(registry),
+                    endpoint=endpoint,
                     pool=pool,
                     rate_limit_hook=self._rate_limit_hook,
                 )

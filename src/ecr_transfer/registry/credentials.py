@@ -1,9 +1,7 @@
-"""Registry credentials: the standard auth files plus srcCredential/destCredential.
+"""Registry credentials: srcCredential/destCredential secrets and skopeo's private authfile.
 
-Auth files are read in the order skopeo and podman use (REGISTRY_AUTH_FILE, then
-$XDG_RUNTIME_DIR/containers/auth.json, then the docker config), so a `podman login` or
-`docker login` done by the user just works. Credential specs in settings name where a secret
-lives, never the secret itself, so settings files and state-machine payloads stay clean.
+Credential specs in settings name where a secret lives, never the secret itself, so settings
+files and state-machine payloads stay clean. The standard auth files are read in authfiles.py.
 """
 
 from __future__ import annotations
@@ -12,15 +10,13 @@ import base64
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecr_transfer import envvars
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.processes import pid_alive
+from ecr_transfer.processes import AUTH_PREFIX, private_tempdir
 from ecr_transfer.references import DOCKER_HUB
 
 _HUB_KEYS = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -32,6 +28,8 @@ class Credential:
 
     username: str
     password: str = field(repr=False)
+    origin: str = field(default="the configured login", compare=False)
+    """Where it came from, for error messages (`auth file ~/.docker/config.json`); never the secret."""
 
     def basic(self) -> str:
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
@@ -53,40 +51,6 @@ def normalize_host(key: str) -> str:
     return DOCKER_HUB if host in _HUB_KEYS else host
 
 
-def auth_file_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
-    env = os.environ if environ is None else environ
-    paths: list[Path] = []
-    if env.get(envvars.REGISTRY_AUTH_FILE):
-        paths.append(Path(env[envvars.REGISTRY_AUTH_FILE]))
-    if env.get(envvars.XDG_RUNTIME_DIR):
-        paths.append(Path(env[envvars.XDG_RUNTIME_DIR]) / "containers" / "auth.json")
-    docker_dir = Path(env[envvars.DOCKER_CONFIG]) if env.get(envvars.DOCKER_CONFIG) else Path.home() / ".docker"
-    paths.append(docker_dir / "config.json")
-    return paths
-
-
-def load_auth_files(environ: Mapping[str, str] | None = None) -> dict[str, Credential]:
-    """Credentials by registry host from the standard auth files; earlier files win."""
-    found: dict[str, Credential] = {}
-    for path in auth_file_candidates(environ):
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            continue
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read registry auth file: {exc}", source=str(path)) from None
-        for key, entry in (doc.get("auths") or {}).items():
-            host = normalize_host(key)
-            if host in found or not isinstance(entry, dict) or not entry.get("auth"):
-                continue
-            try:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise ConfigError(f"entry {key!r} has an invalid auth value", source=str(path)) from None
-            found[host] = Credential(user, password)
-    return found
-
-
 def parse_secret(text: str, name: str) -> SecretDocument:
     """The JSON formats users keep in secrets: DTH's AWS key pair, or a registry login."""
     try:
@@ -106,7 +70,8 @@ def parse_secret(text: str, name: str) -> SecretDocument:
             registry=registry,
         )
     if doc.get("token") and not doc.get("password"):
-        return SecretDocument(Credential(str(doc.get("username") or "token"), str(doc["token"])), registry)
+        user = str(doc.get("username") or "token")
+        return SecretDocument(Credential(user, str(doc["token"]), origin=f"the secret {name}"), registry)
     missing = [k for k in ("username", "password") if not doc.get(k)]
     if missing:
         raise ConfigError(
@@ -114,7 +79,8 @@ def parse_secret(text: str, name: str) -> SecretDocument:
             "or access_key_id/secret_access_key)",
             source=name,
         )
-    return SecretDocument(Credential(str(doc["username"]), str(doc["password"])), registry)
+    credential = Credential(str(doc["username"]), str(doc["password"]), origin=f"the secret {name}")
+    return SecretDocument(credential, registry)
 
 
 SecretResolver = Callable[[str], str]
@@ -142,37 +108,15 @@ def resolve_secret(spec: str, secret_resolver: SecretResolver | None = None) -> 
     return parse_secret(secret_resolver(spec), spec)
 
 
-_AUTH_PREFIX = "ecr-transfer-auth-"
-
-
-def remove_stale_authfiles() -> list[Path]:
-    """Delete authfile directories left by processes that died without cleaning up (SIGKILL).
-
-    Their names carry the creating pid; only this user's directories of dead processes go.
-    Returns what was removed.
-    """
-    removed = []
-    for directory in Path(tempfile.gettempdir()).glob(f"{_AUTH_PREFIX}*-*"):
-        pid = directory.name.removeprefix(_AUTH_PREFIX).split("-", 1)[0]
-        try:
-            mine = directory.stat().st_uid == os.getuid()
-        except OSError:
-            continue
-        if pid.isdigit() and mine and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            shutil.rmtree(directory, ignore_errors=True)
-            removed.append(directory)
-    return removed
-
-
 @contextmanager
 def temporary_authfile(entries: Mapping[str, Credential]) -> Iterator[Path]:
     """An auth.json for skopeo in a private directory (0700, file 0600), removed afterwards.
 
     Credentials never go on skopeo's command line, where any local user could read them. A
     process killed with SIGKILL cannot remove it: the directory name carries the pid, so the
-    next run removes it (remove_stale_authfiles).
+    next run removes it (processes.remove_stale_tempdirs).
     """
-    directory = tempfile.mkdtemp(prefix=f"{_AUTH_PREFIX}{os.getpid()}-")
+    directory = private_tempdir(AUTH_PREFIX)
     try:
         path = Path(directory) / "auth.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
