@@ -1,44 +1,34 @@
 """Everything one run needs, built once from Settings: credentials, clients and both catalogs.
 
 The CLI, the lister Lambda and the Fargate copier all build their context here, so the cloud
-and the local path resolve credentials and endpoints the same way.
+and the local path resolve credentials and endpoints the same way. Each side comes from the
+builder for its type (sides.registry_side, ecr.side.EcrSides); this module only composes them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ecr_transfer.catalog import DestinationCatalog, RegistryCatalog, SourceCatalog
-from ecr_transfer.errors import ConfigError
+from ecr_transfer.catalog import DestinationCatalog, SourceCatalog
 from ecr_transfer.processes import RUN_PREFIX, private_tempdir
 from ecr_transfer.ratelimit import RateLimiter, copy_gate
-from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.references import ImageRef
 from ecr_transfer.registry.authfiles import AuthFiles
 from ecr_transfer.registry.client import CredentialLookup, RegistryClients
-from ecr_transfer.registry.credentials import Credential, SecretResolver, resolve_secret
+from ecr_transfer.registry.credentials import SecretResolver
 from ecr_transfer.registry.trust import Trust
 from ecr_transfer.settings import Settings
+from ecr_transfer.sides import CopyGate, RunCredentials, SideBuilder, SideInputs, SideName, build_sides, registry_side
 from ecr_transfer.skopeo import registries_conf_text
 
-
-class StaticCredentials:
-    """The secrets named by srcCredential/destCredential, over the auth files' logins (and helpers)."""
-
-    def __init__(self, base: Mapping[str, Credential] | CredentialLookup, overrides: Mapping[str, Credential]) -> None:
-        self._base: CredentialLookup = base.get if isinstance(base, Mapping) else base
-        self._overrides = dict(overrides)
-
-    def __call__(self, registry: str) -> Credential | None:
-        found = self._overrides.get(registry)
-        return found if found is not None else self._base(registry)
-
-
-CopyGate = Callable[[ImageRef, ImageRef], None]
-"""Called before each copy attempt with (source, destination); may wait (rate limits, pacing) or raise."""
+if TYPE_CHECKING:
+    from ecr_transfer.ecr.sessions import SessionFactory
 
 
 @dataclass
@@ -83,39 +73,18 @@ class TransferContext:
             self._workdir = None
 
 
-def _source_hosts(settings: Settings) -> set[str]:
-    if settings.src_list != "SELECTED" or settings.source_type != "Public":
-        return set()
-    return {ref.registry for ref in parse_image_list(settings.src_image_list)}
-
-
-def build_credentials(
-    settings: Settings,
-    dest_registry: str | None,
-    secret_resolver: SecretResolver | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> StaticCredentials:
-    """srcCredential applies to the registry named in the secret, else to every source registry."""
-    overrides: dict[str, Credential] = {}
-    problems: list[str] = []
-    for spec, hosts in (
-        (settings.src_credential, _source_hosts(settings)),
-        (settings.dest_credential, {dest_registry} if dest_registry else set()),
-    ):
-        if not spec:
-            continue
-        try:
-            doc = resolve_secret(spec, secret_resolver)
-        except ConfigError as exc:
-            problems.extend(exc.args)
-            continue
-        if doc.credential is None:
-            continue  # AWS keys: the ECR side turns them into registry tokens.
-        for host in {doc.registry} if doc.registry else hosts:
-            overrides[host] = doc.credential
-    if problems:
-        raise ConfigError(problems)
-    return StaticCredentials(AuthFiles.load(environ), overrides)
+def registry_clients(
+    settings: Settings, credentials: CredentialLookup, limiter: RateLimiter, trust: Trust
+) -> RegistryClients:
+    """The run's registry clients (the one place they are built): one per host, shared by both sides."""
+    return RegistryClients(
+        credentials,
+        settings.insecure_registries,
+        settings.registry_endpoints,
+        pool_size=max(16, settings.concurrency),
+        rate_limit_hook=limiter.observe,  # Docker Hub's ratelimit-remaining / 429 Retry-After
+        trust=trust,
+    )
 
 
 def build_trust(settings: Settings, environ: Mapping[str, str] | None = None) -> Trust:
@@ -127,33 +96,36 @@ def build_context(
     *,
     secret_resolver: SecretResolver | None = None,
     environ: Mapping[str, str] | None = None,
+    session_factory: SessionFactory | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> TransferContext:
-    if settings.source_type == "Amazon_ECR" or settings.dest_type == "Amazon_ECR":
-        from ecr_transfer.ecr.context import build_ecr_context
+    """Two sides, each from the builder for its type, composed into one context."""
+    env = os.environ if environ is None else environ
+    kinds: dict[SideName, str] = {"source": settings.source_type, "destination": settings.dest_type}
+    builders: dict[SideName, SideBuilder] = dict.fromkeys(kinds, registry_side)
+    secrets = secret_resolver
+    if "Amazon_ECR" in kinds.values():
+        from ecr_transfer.ecr.side import EcrSides  # boto3 is imported only when a side is ECR
 
-        return build_ecr_context(settings, secret_resolver=secret_resolver, environ=environ)
-    credentials = build_credentials(settings, settings.dest_registry, secret_resolver, environ)
-    trust = build_trust(settings, environ)
-    limiter = RateLimiter()  # Docker Hub's ratelimit-remaining / 429 Retry-After
-    clients = RegistryClients(
-        credentials,
-        settings.insecure_registries,
-        settings.registry_endpoints,
-        pool_size=max(16, settings.concurrency),
-        rate_limit_hook=limiter.observe,
-        trust=trust,
-    )
+        ecr = EcrSides(session_factory)
+        secrets = ecr.secrets(settings, secret_resolver, env)
+        builders.update({name: ecr for name, kind in kinds.items() if kind == "Amazon_ECR"})
+    limiter = rate_limiter or RateLimiter()
+    credentials = RunCredentials(AuthFiles.load(env))
+    trust = build_trust(settings, env)
+    clients = registry_clients(settings, credentials, limiter, trust)
+    sides = build_sides(builders, SideInputs(settings=settings, clients=clients, secrets=secrets))
+    for side in sides.values():
+        credentials.add(side)
     context = TransferContext(
-        settings,
-        credentials,
-        clients,
-        source=RegistryCatalog(clients, concurrency=max(16, settings.concurrency)),
-        destination=RegistryCatalog(
-            clients, registry=settings.dest_registry, concurrency=max(16, settings.concurrency)
-        ),
+        settings=settings,
+        credentials=credentials,
+        clients=clients,
+        source=sides["source"].catalog,
+        destination=sides["destination"].catalog,
+        copy_gates=[copy_gate(limiter, clients), *(gate for side in sides.values() for gate in side.gates)],
         trust=trust,
     )
-    context.copy_gates.append(copy_gate(limiter, clients))
     attach_registries_conf(context)
     return context
 

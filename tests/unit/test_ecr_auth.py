@@ -13,11 +13,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ecr_transfer.context import StaticCredentials
+from ecr_transfer.catalog import RegistryCatalog
 from ecr_transfer.ecr.auth import EcrTokenCache, decode_token
-from ecr_transfer.ecr.context import EcrCredentials
 from ecr_transfer.errors import PermanentError, TransientError
 from ecr_transfer.registry.credentials import Credential
+from ecr_transfer.sides import RunCredentials, Side
+from support.fakes import NoManifests
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -130,9 +131,9 @@ def test_errors_are_classified() -> None:
 def test_lookup_answers_ecr_hosts_with_fresh_tokens_and_others_statically() -> None:
     clock = Clock()
     ecr = FakeEcr(clock)
-    static = StaticCredentials({"quay.io": Credential("robot", "pw")}, {})
-    lookup = EcrCredentials(static)
-    lookup.register(HOST, EcrTokenCache(ecr, clock=clock))
+    lookup = RunCredentials({"quay.io": Credential("robot", "pw")}.get)
+    catalog = RegistryCatalog(NoManifests())  # type: ignore[arg-type]
+    lookup.add(Side(catalog=catalog, logins={}, tokens={HOST: EcrTokenCache(ecr, clock=clock).credential}))
     assert lookup("quay.io") == Credential("robot", "pw")
     assert lookup("docker.io") is None
     assert lookup(HOST) == Credential("AWS", "token-1")

@@ -12,10 +12,12 @@ from botocore.credentials import AssumeRoleCredentialFetcher
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from ecr_transfer.catalog import RegistryCatalog
+from ecr_transfer.context import build_context
 from ecr_transfer.ecr.catalog import EcrCatalog
-from ecr_transfer.ecr.context import build_ecr_context, home_region
 from ecr_transfer.ecr.secrets import SecretsManagerResolver, secret_region
 from ecr_transfer.ecr.sessions import open_side
+from ecr_transfer.ecr.side import home_region
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.registry.credentials import Credential
 from ecr_transfer.settings import from_mapping
@@ -147,7 +149,7 @@ def test_each_side_has_its_own_credentials(aws: None) -> None:
     boto3.client("secretsmanager", region_name="us-east-1").create_secret(
         Name="china-keys", SecretString=json.dumps(china_keys())
     )
-    context = build_ecr_context(
+    context = build_context(
         settings(srcRoleArn=ROLE, destRegion="cn-north-1", destAccountId=CHINA, destCredential="china-keys"),
         environ={"AWS_REGION": "us-east-1"},
     )
@@ -205,3 +207,56 @@ def test_home_region() -> None:
          "destRegion": "cn-northwest-1"}
     )  # fmt: skip
     assert home_region(reverse, {}) == "cn-northwest-1"
+
+
+def _login(tmp_path: Any, name: str, registry: str | None = None) -> str:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"username": name, "password": "pw", **({"registry": registry} if registry else {})}))
+    return f"file:{path}"
+
+
+def test_an_ecr_source_and_a_registry_destination_are_two_sides_of_one_context(aws: None, tmp_path: Any) -> None:
+    context = build_context(
+        settings(destType="Registry", destRegistry="mirror.example", destCredential=_login(tmp_path, "mirror")),
+        environ={"AWS_REGION": "us-east-1"},
+    )
+    try:
+        src_host = f"{DEFAULT}.dkr.ecr.us-east-1.amazonaws.com"
+        assert isinstance(context.source, EcrCatalog) and context.source.registry == src_host
+        assert isinstance(context.destination, RegistryCatalog) and context.destination.registry == "mirror.example"
+        assert context.credentials(src_host) == Credential("AWS", f"{DEFAULT}-auth-token")
+        assert context.credentials("mirror.example") == Credential("mirror", "pw")
+        assert len(context.copy_gates) == 2  # the pull budget, the ECR source's push pacing
+    finally:
+        context.close()
+
+
+def test_a_registry_source_and_an_ecr_destination_are_two_sides_of_one_context(aws: None, tmp_path: Any) -> None:
+    raw = {
+        "sourceType": "Public",
+        "srcList": "SELECTED",
+        "srcImageList": "quay.io/team/app:1",
+        "destRegion": "eu-west-1",
+    }
+    context = build_context(from_mapping({**raw, "srcCredential": _login(tmp_path, "robot")}), environ={})
+    try:
+        dst_host = f"{DEFAULT}.dkr.ecr.eu-west-1.amazonaws.com"
+        assert isinstance(context.source, RegistryCatalog) and context.source.default_registry is None
+        assert isinstance(context.destination, EcrCatalog) and context.destination.registry == dst_host
+        assert context.credentials("quay.io") == Credential("robot", "pw")  # the secret names no registry
+        assert context.credentials(dst_host) == Credential("AWS", f"{DEFAULT}-auth-token")
+    finally:
+        context.close()
+
+
+def test_problems_on_both_sides_are_reported_together(tmp_path: Any) -> None:
+    raw = {"sourceType": "Public", "srcList": "SELECTED", "srcImageList": "quay.io/team/app:1", "destType": "Registry"}
+    bad = from_mapping(
+        {**raw, "destRegistry": "mirror.example", "srcCredential": "env:NOT_SET_ANYWHERE", "destCredential": "named"}
+    )
+    with pytest.raises(ConfigError) as raised:
+        build_context(bad, environ={})
+    assert str(raised.value) == (
+        "env:NOT_SET_ANYWHERE: environment variable NOT_SET_ANYWHERE is not set\n"
+        "named: a secret name needs AWS Secrets Manager; use file:PATH or env:VAR for local credentials"
+    )

@@ -1,5 +1,5 @@
 """Amazon ECR on either side of a transfer: hosts, sessions, tokens, catalogs and pacing.
 
-`context.build_ecr_context` is the entry point; `ecr_transfer.context.build_context` calls it
-whenever a side is Amazon ECR.
+`side.EcrSides` is the entry point: `ecr_transfer.context.build_context` builds every Amazon ECR
+side with it (and reads secrets through it when any side is ECR).
 """

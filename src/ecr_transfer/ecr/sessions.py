@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import boto3
 import botocore.session
@@ -33,8 +33,8 @@ from ecr_transfer.ecr.pacing import client_config
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.registry.credentials import SecretResolver, resolve_secret
 from ecr_transfer.settings import Settings
+from ecr_transfer.sides import SideName
 
-SideName = Literal["source", "destination"]
 SessionFactory = Callable[..., boto3.Session]
 """boto3.Session or a test double taking the same keyword arguments."""
 
