@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from ecr_transfer import envvars
+from ecr_transfer import envvars, subsets
 from ecr_transfer.context import TransferContext
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem, now
@@ -20,6 +20,7 @@ from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
 from ecr_transfer.registry.credentials import Credential, temporary_authfile
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
+from ecr_transfer.subsets import Subset
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Copier:
         self.context.prepare_repository(dst.repository)
         self.context.before_copy(src, dst)
         all_platforms = self.context.settings.include_untagged
+        subset = self._subset(src, dst, expected)
         target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
             request = partial(
@@ -123,8 +125,10 @@ class Copier:
                 registries_conf=self.context.registries_conf,
             )
             try:
-                children = self._platforms(src, expected) if all_platforms else None
-                if children:
+                children = self._platforms(src, expected) if all_platforms and subset is None else None
+                if subset is not None:
+                    written = self._copy_subset(src, dst, expected, target, subset, request)
+                elif children:
                     written = self._copy_index(src, expected, target, children, request)
                 else:
                     # skopeo rejects tag+digest references; the pinned digest is what counts.
@@ -132,8 +136,9 @@ class Copier:
                     written = self._skopeo(request(source, target, all_platforms=all_platforms))
             except ConflictError:
                 # ECR refuses to re-push an immutable tag even with the same digest: that is done, not a conflict.
-                if self.context.destination.digests([dst])[0] == expected:
-                    raise _AlreadyThere(expected) from None
+                wanted = subset.digest if subset is not None else expected
+                if self.context.destination.digests([dst])[0] == wanted:
+                    raise _AlreadyThere(wanted) from None
                 raise
         landed = self.context.destination.digests([dst])[0]
         if isinstance(landed, TransferError):
@@ -142,6 +147,9 @@ class Copier:
             raise TransientError(
                 f"digest mismatch after copy: destination {item.target} has {landed}, skopeo wrote {written}"
             )
+        if subset is not None:
+            # A new index on purpose: the ledger pairs the source index digest with the one written.
+            return expected, landed
         if written != expected and self.context.settings.include_untagged:
             # With --all the copy is byte for byte, so a new digest means the source tag moved
             # during the run, or the manifest changed in transit. Only the first is a copy.
@@ -175,12 +183,57 @@ class Copier:
             return None
         return platforms(body) if body is not None else None
 
+    def _subset(self, src: ImageRef, dst: ImageRef, digest: str) -> Subset | None:
+        """The children `platforms` names when the source is an index holding others too, else None."""
+        wanted = self.context.settings.platforms
+        if not wanted:
+            return None
+        if not dst.tag:
+            # A digest-pinned image is that digest: a subset index would have another one.
+            log.info("%s/%s@%s: pinned by digest; copied with every platform", src.registry, src.repository, digest)
+            return None
+        # On Docker Hub this GET counts as a pull: choosing platforms needs the index itself.
+        body = self.context.clients.get(src.registry).get_manifest(src.repository, digest)
+        if body is None:
+            return None
+        subset = subsets.select(body, wanted, what=f"{src.registry}/{src.repository}@{digest}")
+        return None if subset is None or subset.whole else subset
+
+    def _copy_subset(
+        self,
+        src: ImageRef,
+        dst: ImageRef,
+        digest: str,
+        target: str,
+        subset: Subset,
+        request: Callable[..., CopyRequest],
+    ) -> str:
+        """The chosen children by digest (skopeo, byte for byte), then the narrowed index PUT by tag."""
+        self._copy_children(src, digest, target, list(subset.children), request, max(1, self._platform_copies))
+        if self._stopping():
+            raise TransientError("the run is stopping: the index is not written")
+        self.context.before_copy(src, dst)
+        client = self.context.clients.get(dst.registry)
+        return client.put_manifest(dst.repository, dst.tag or "", subset.body, subset.media_type)
+
     def _copy_index(
         self, src: ImageRef, digest: str, target: str, children: list[str], request: Callable[..., CopyRequest]
     ) -> str:
         """Every platform by digest at once, then the index read from the same digest."""
-        dst = parse_reference(target)
+        self._copy_children(src, digest, target, children, request, self._platform_copies)
+        return self._skopeo(request(f"{src.registry}/{src.repository}@{digest}", target, index_only=True))
 
+    def _copy_children(
+        self,
+        src: ImageRef,
+        digest: str,
+        target: str,
+        children: list[str],
+        request: Callable[..., CopyRequest],
+        parallel: int,
+    ) -> None:
+        """Each child manifest of the index `digest` by digest, `parallel` skopeo processes at once."""
+        dst = parse_reference(target)
         units = [
             WorkItem(
                 source=f"{src.registry}/{src.repository}@{child}",
@@ -197,8 +250,7 @@ class Copier:
             if written != unit.source_digest:
                 raise TransientError(f"digest mismatch after copy: platform {unit.source_digest} arrived as {written}")
 
-        copy_platforms(self.context.clients, units, one, self._platform_copies, self._demand)
-        return self._skopeo(request(f"{src.registry}/{src.repository}@{digest}", target, index_only=True))
+        copy_platforms(self.context.clients, units, one, parallel, self._demand)
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
@@ -221,19 +273,23 @@ class Copier:
             attempts += 1
             try:
                 written, landed = self._attempt(item)
-            except _AlreadyThere:
+            except _AlreadyThere as there:
                 log.info("%s: immutable tag %s already holds this digest", item.source, item.target)
+                held = str(there.args[0])
+                reason = f"{item.reason}; the immutable destination tag already holds this digest"
+                if held != item.source_digest and self.context.settings.platforms:
+                    reason += f"; {subsets.signature(self.context.settings.platforms)} written as a new index"
                 return Outcome(
                     run_id=self.run_id,
                     source=item.source,
                     target=item.target,
                     status="skipped",
                     source_digest=item.source_digest,
-                    target_digest=item.source_digest,
+                    target_digest=held,
                     attempts=attempts,
                     started_at=started,
                     ended_at=now(),
-                    reason=f"{item.reason}; the immutable destination tag already holds this digest",
+                    reason=reason,
                 )
             except TransferError as exc:
                 if not exc.transient or attempts >= self.max_attempts:
@@ -258,7 +314,11 @@ class Copier:
                 continue
             log.info("%s: copied %s to %s (attempt %d)", item.source, written, item.target, attempts)
             reason = item.reason
-            if item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
+            platforms = self.context.settings.platforms
+            if platforms and landed != written:
+                # The planner reads this back (with the digests) to know the index is still what was asked.
+                reason = f"{reason}; {subsets.signature(platforms)} written as a new index"
+            elif item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
                 reason = f"{reason}; source changed during the run (planned {item.source_digest})"
             return item.copied(
                 self.run_id, written=written, landed=landed, attempts=attempts, started_at=started, reason=reason

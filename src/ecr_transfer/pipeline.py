@@ -118,7 +118,7 @@ def _interrupted(run_id: str, item: WorkItem) -> Outcome:
 
 def previous_outcomes(settings: Settings, ledger: Ledger) -> dict[str, Outcome] | None:
     """What the planner needs from the ledger: only with `includeUntagged: false` (see plan())."""
-    if settings.include_untagged:
+    if not settings.copies_subset:
         return None
     return {o.source: o for o in ledger.latest()}
 

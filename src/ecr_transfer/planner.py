@@ -12,6 +12,7 @@ from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.references import ImageRef
 from ecr_transfer.selection import Selection, select
 from ecr_transfer.settings import Settings
+from ecr_transfer.subsets import signature
 
 
 def selected_images(settings: Settings, source: SourceCatalog) -> list[ImageRef]:
@@ -41,7 +42,7 @@ def _platform_in_place(
     src_digest: str,
     dst_digest: str | None,
 ) -> bool:
-    if settings.include_untagged or previous is None or dst_digest is None:
+    if not settings.copies_subset or previous is None or dst_digest is None:
         return False
     last = previous.get(str(src))
     return (
@@ -50,6 +51,8 @@ def _platform_in_place(
         and last.target == str(dst)
         and last.source_digest == src_digest
         and last.target_digest == dst_digest
+        # The index written holds the platforms asked for then: a changed `platforms` copies again.
+        and (not settings.platforms or signature(settings.platforms) in (last.reason or ""))
     )
 
 
@@ -68,8 +71,9 @@ def plan(
     copier records a failure with that cause instead of the whole plan aborting.
 
     `previous` (the ledger's latest outcome per source) matters with `includeUntagged: false`
-    only: the destination then holds one platform of a source index, whose digest never equals
-    the source's; the ledger says which platform digest came from which source digest.
+    or `platforms` only: the destination then holds one platform of a source index, or an index
+    of some of its platforms, whose digest never equals the source's; the ledger says which
+    destination digest came from which source digest (and, for `platforms`, of which platforms).
 
     `selection` is what `select()` already chose (the CLI shows its filter verdicts beside the plan).
     """
@@ -101,7 +105,14 @@ def plan(
         dst_value = None if isinstance(dst_digest, TransferError) else dst_digest
         action, reason = _decide(src, dst, src_digest, dst_value, force)
         if action == "copy" and not force and _platform_in_place(settings, previous, src, dst, src_digest, dst_value):
-            action, reason = "skip", "destination has the platform copied from this source digest"
+            action, reason = (
+                "skip",
+                (
+                    f"destination has the index of {signature(settings.platforms)} written from this source digest"
+                    if settings.platforms
+                    else "destination has the platform copied from this source digest"
+                ),
+            )
         if isinstance(dst_digest, TransferError):
             reason = f"destination lookup failed ({dst_digest}); copying to be safe"
         items.append(

@@ -20,6 +20,7 @@ import yaml
 from ecr_transfer import envvars
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.references import _COMPONENT, _HOST, parse_image_list
+from ecr_transfer.subsets import parse_platforms
 from ecr_transfer.tagfilter import TagFilters, VersionRange, check_patterns, split_patterns
 
 SourceType = Literal["Amazon_ECR", "Public"]
@@ -72,6 +73,8 @@ class Settings:
     tag_exclude: tuple[str, ...] = ()
     tag_semver: str | None = None
     tag_latest: int | None = None
+    platforms: tuple[str, ...] = ()
+    """Copy only these children of a multi-arch index (`linux/arm64`), under a new index; () for all."""
 
     @property
     def tag_filters(self) -> TagFilters:
@@ -79,6 +82,12 @@ class Settings:
         return TagFilters(
             include=self.tag_include, exclude=self.tag_exclude, semver=self.tag_semver, latest=self.tag_latest
         )
+
+    @property
+    def copies_subset(self) -> bool:
+        """Only part of a multi-arch index lands (includeUntagged false, or `platforms`): the destination
+        digest differs from the source's on purpose, and the ledger pairs the two."""
+        return not self.include_untagged or bool(self.platforms)
 
     def is_insecure(self, registry: str) -> bool:
         return registry in self.insecure_registries
@@ -116,6 +125,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "tagExclude": ("tag_exclude", "regexes"),
     "tagSemver": ("tag_semver", "range"),
     "tagLatest": ("tag_latest", "count"),
+    "platforms": ("platforms", "platforms"),
 }
 _REPO_FIELDS = {f.name for f in fields(RepositorySettings)}
 
@@ -127,7 +137,13 @@ def env_name(key: str) -> str:
 
 ENV_NAMES = {env_name(k): k for k in _KEYS}
 assert envvars.SRC_IMAGE_LIST in ENV_NAMES and envvars.REGISTRY_ENDPOINTS in ENV_NAMES
-assert {envvars.TAG_INCLUDE, envvars.TAG_EXCLUDE, envvars.TAG_SEMVER, envvars.TAG_LATEST} <= ENV_NAMES.keys()
+assert {
+    envvars.TAG_INCLUDE,
+    envvars.TAG_EXCLUDE,
+    envvars.TAG_SEMVER,
+    envvars.TAG_LATEST,
+    envvars.PLATFORMS,
+} <= ENV_NAMES.keys()
 assert envvars.REGISTRY_CA_BUNDLES in ENV_NAMES
 
 
@@ -202,6 +218,8 @@ def _coerce(kind: str, value: Any) -> Any:
         return tuple(hosts)
     if kind in {"endpoints", "tags"}:
         return _as_mapping(value)
+    if kind == "platforms":
+        return parse_platforms(value)
     if kind == "regexes":
         return check_patterns(split_patterns(value))
     if kind == "range":
@@ -271,6 +289,8 @@ def validate(settings: Settings, source: str = "settings") -> None:
         problems.append("destRegion is required when destType is Amazon_ECR")
     if settings.dest_type == "Registry" and not settings.dest_registry:
         problems.append("destRegistry (host[:port]) is required when destType is Registry")
+    if settings.platforms and not settings.include_untagged:
+        problems.append("platforms needs includeUntagged true (includeUntagged false copies linux/amd64 only)")
     if settings.repository.encryption == "KMS" and not settings.repository.kms_key:
         problems.append("repoKmsKey is required when repoEncryption is KMS")
     if settings.src_list == "SELECTED":

@@ -351,3 +351,14 @@ def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
     assert (build / "ListerFunction" / "aws_lambda_powertools").is_dir()
     assert (build / "RecorderFunction" / "yaml").is_dir()
     assert (build / "ListerFunction" / "semver").is_dir() and (build / "RecorderFunction" / "semver").is_dir()
+
+
+def test_platforms_parameter_takes_what_the_settings_take() -> None:
+    from ecr_transfer.subsets import parse_platforms
+
+    pattern = re.compile(template()["Parameters"]["platforms"]["AllowedPattern"])
+    for value in ["", "linux/amd64", "linux/amd64,linux/arm64", "linux/arm/v7, linux/arm64"]:
+        assert pattern.fullmatch(value), value
+        parse_platforms(value)
+    for value in ["amd64", "linux/amd64,", "Linux/AMD64 ", "linux/amd64;linux/arm64"]:
+        assert not pattern.fullmatch(value), value

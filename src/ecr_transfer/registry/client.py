@@ -1,6 +1,7 @@
 """A small distribution-API client: manifest HEAD for digests and paginated tag lists.
 
-Only what planning needs: skopeo moves the bytes. HEAD, never GET, for digests: Docker Hub
+Only what planning needs, plus one write skopeo cannot do (an index of a platform subset):
+skopeo moves the bytes. HEAD, never GET, for digests: Docker Hub
 counts manifest GETs against its pull rate limit but not HEADs.
 """
 
@@ -20,7 +21,7 @@ from urllib.parse import urlencode, urljoin
 
 import urllib3
 
-from ecr_transfer.errors import PermanentError, TransferError, TransientError
+from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.references import DOCKER_HUB
 from ecr_transfer.registry.credentials import Credential
 from ecr_transfer.registry.mediatypes import ACCEPT
@@ -193,8 +194,10 @@ class RegistryClient:
             raise PermanentError(f"unauthorized: token endpoint {realm} returned no token")
         self._tokens[scope] = f"Bearer {token}"
 
-    def _request(self, method: str, url: str, scope: str, what: str) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept": ACCEPT}
+    def _request(
+        self, method: str, url: str, scope: str, what: str, body: bytes | None = None, content_type: str | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        headers = {"Accept": ACCEPT} if content_type is None else {"Content-Type": content_type}
         retried = False
         if self._tls_failure is not None:
             raise PermanentError(f"{what}: {self._tls_failure}")
@@ -202,7 +205,7 @@ class RegistryClient:
             headers.update(self._auth_header(scope))
             try:
                 resp = self._pool.request(
-                    method, url, headers=headers, timeout=self._timeout, retries=False, preload_content=True
+                    method, url, body=body, headers=headers, timeout=self._timeout, retries=False, preload_content=True
                 )
             except urllib3.exceptions.HTTPError as exc:
                 failure = tls_failure(what, url.split("://", 1)[-1].split("/", 1)[0], exc)
@@ -284,6 +287,28 @@ class RegistryClient:
                 if len(self._by_digest) > MANIFEST_MEMO:
                     self._by_digest.popitem(last=False)
         return body
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT these exact bytes as repository:reference; returns their digest, as the registry confirmed.
+
+        Used for what skopeo 1.9.3 cannot write (an index holding a subset of platforms), after every
+        manifest it references is in place. An immutable tag holding other bytes is a ConflictError.
+        """
+        what = f"manifest {self.registry}/{repository}:{reference}"
+        url = f"{self.base_url()}/v2/{repository}/manifests/{reference}"
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        resp = self._request("PUT", url, f"repository:{repository}:pull,push", what, body, media_type)
+        if resp.status not in (200, 201):
+            text = resp.data[:500].decode("utf-8", "replace")
+            if re.search(r"tag is immutable|ImageTagAlreadyExists|cannot be overwritten", text, re.I):
+                raise ConflictError(f"{what}: the destination tag is immutable ({text.strip()})")
+            if resp.status == 400:
+                raise PermanentError(f"{what}: {self.registry} refused the manifest (HTTP 400): {text.strip()}")
+            self._raise_for(resp, what)
+        confirmed = resp.headers.get("Docker-Content-Digest") or digest
+        if confirmed != digest:
+            raise TransientError(f"{what}: {self.registry} stored {confirmed} for bytes whose digest is {digest}")
+        return digest
 
     def has_blob(self, repository: str, digest: str) -> bool:
         """Whether the repository has the blob (HEAD; a registry may hold it for other repositories only)."""

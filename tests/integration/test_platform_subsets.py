@@ -1,0 +1,141 @@
+"""`platforms`: a subset of a multi-arch index, on real registries with real skopeo.
+
+The children chosen arrive byte for byte (skopeo, by digest); the index holding just them is
+written by the registry client after them; an unchanged source is skipped on the next run
+without a single skopeo process or registry write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ecr_transfer.cli import main
+from ecr_transfer.local.oci import Index, Layer, write_index
+from ecr_transfer.local.registry import LocalRegistry
+
+from .conftest import SkopeoRecorder
+from .test_pipeline import run_json
+
+ARCHES = ("amd64", "arm64", "s390x")
+
+
+@pytest.fixture
+def three_platforms(src_registry: LocalRegistry, tmp_path: Path) -> Index:
+    """team/multi:v1, an index of linux/amd64, linux/arm64 and linux/s390x sharing one layer."""
+    common = Layer.random(32 * 1024, "subset-common")
+    index = write_index(
+        tmp_path / "layout",
+        "multi",
+        {("linux", a): [common, Layer.text(f"app/{a}.txt", f"{a}\n"), Layer.random(8 * 1024, a)] for a in ARCHES},
+    )
+    src_registry.push(tmp_path / "layout", "multi", "team/multi", "v1")
+    return index
+
+
+def test_two_of_three_platforms_under_a_new_index_then_a_no_op_rerun(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    three_platforms: Index,
+    skopeo_recorder: SkopeoRecorder,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    index = three_platforms
+    cfg = config(f"{src_registry.host}/team/multi:v1", destPrefix="mirror", platforms=["linux/amd64", "linux/arm64"])
+    ledger = str(tmp_path / "l.db")
+
+    code, first = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and first["counts"]["copied"] == 1, first
+
+    # The index at the destination: the source's document with only the two descriptors asked for.
+    written = dst_registry.get_manifest("mirror/team/multi", "v1")
+    assert written is not None
+    digest = "sha256:" + hashlib.sha256(written).hexdigest()
+    assert dst_registry.manifest_digest("mirror/team/multi", "v1") == digest != index.digest
+    source_doc = json.loads(src_registry.get_manifest("team/multi", "v1") or b"")
+    expected_doc = {
+        **source_doc,
+        "manifests": [d for d in source_doc["manifests"] if d["platform"]["architecture"] != "s390x"],
+    }
+    assert json.loads(written) == expected_doc
+    # Children byte for byte; the platform left out is not there at all, nor its own blobs.
+    for arch in ("amd64", "arm64"):
+        child = index.child(("linux", arch))
+        assert dst_registry.get_manifest("mirror/team/multi", child.digest) == src_registry.get_manifest(
+            "team/multi", child.digest
+        )
+        assert all(dst_registry.blob_exists("mirror/team/multi", b) for b in child.blob_digests)
+    s390x = index.child(("linux", "s390x"))
+    assert dst_registry.manifest_digest("mirror/team/multi", s390x.digest) is None
+    assert not dst_registry.blob_exists("mirror/team/multi", s390x.layer_digests[-1])
+    # Two skopeo copies by digest, and no index copy by skopeo (it cannot write this index).
+    assert len(skopeo_recorder.platform_copies()) == 2 and skopeo_recorder.copies() == []
+
+    [item] = first["items"]
+    assert (item["source_digest"], item["target_digest"]) == (index.digest, digest)
+    row = sqlite3.connect(ledger).execute("SELECT source_digest, target_digest, reason FROM outcomes").fetchall()
+    assert row == [
+        (index.digest, digest, "not at destination; platforms linux/amd64,linux/arm64 written as a new index")
+    ]
+
+    # Nothing changed: skipped from the ledger's pairing, no skopeo, no write at the destination.
+    calls = len(skopeo_recorder.calls())
+    dst_registry.reset_requests()
+    code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and second["counts"] == {"planned": 1, "copied": 0, "skipped": 1, "failed": 0}
+    assert second["items"][0]["target_digest"] == digest
+    assert len(skopeo_recorder.calls()) == calls
+    assert [r for r in dst_registry.requests() if r.method not in ("GET", "HEAD")] == []
+    code, third = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert third["counts"]["skipped"] == 1, "a skip keeps the pairing for the run after it"
+
+    # Asking for every platform the index has: the source index itself, byte for byte.
+    every = config(f"{src_registry.host}/team/multi:v1", destPrefix="mirror", platforms=[f"linux/{a}" for a in ARCHES])
+    code, fourth = run_json(capsys, "run", "--config", str(every), "--ledger", ledger)
+    assert code == 0 and fourth["counts"]["copied"] == 1
+    assert dst_registry.manifest_digest("mirror/team/multi", "v1") == index.digest
+
+
+def test_changed_platforms_copy_again_and_a_missing_platform_fails_once_with_its_cause(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    three_platforms: Index,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger = str(tmp_path / "l.db")
+    host = src_registry.host
+    assert (
+        main(["run", "--config", str(config(f"{host}/team/multi:v1", platforms="linux/amd64")), "--ledger", ledger])
+        == 0
+    )
+    capsys.readouterr()
+    one = dst_registry.get_manifest("team/multi", "v1") or b""
+    assert [d["platform"]["architecture"] for d in json.loads(one)["manifests"]] == ["amd64"]
+
+    # Same source digest, other platforms: the ledger's pairing no longer holds, the index is rewritten.
+    cfg = config(f"{host}/team/multi:v1", platforms="linux/s390x,linux/amd64")
+    code, result = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and result["counts"]["copied"] == 1
+    two = dst_registry.get_manifest("team/multi", "v1") or b""
+    assert [d["platform"]["architecture"] for d in json.loads(two)["manifests"]] == ["amd64", "s390x"]
+
+    absent = config(f"{host}/team/multi:v1", platforms=["linux/ppc64le", "windows/amd64"])
+    code, failed = run_json(capsys, "run", "--config", str(absent), "--ledger", ledger)
+    assert code == 1
+    [item] = failed["items"]
+    assert item["status"] == "failed"
+    assert item["error"] == (
+        f"{host}/team/multi@{three_platforms.digest}: none of the platforms linux/ppc64le, windows/amd64 is in the "
+        "index (it has linux/amd64, linux/arm64, linux/s390x)"
+    )
+    attempts = sqlite3.connect(ledger).execute("SELECT attempts FROM outcomes WHERE status = 'failed'").fetchall()
+    assert [int(a) for (a,) in attempts] == [1], "a failure that would repeat on every attempt is not retried"
