@@ -24,7 +24,7 @@ import pytest
 from moto import mock_aws
 
 from ecr_transfer.cloud import batch
-from ecr_transfer.ledger.dynamodb import DynamoDBLedger
+from ecr_transfer.ledger.dynamodb import DynamoDBLedger, table_definition
 from ecr_transfer.model import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,15 +119,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         dst.put_image(repositoryName="team/app", imageManifest=body, imageTag="1.0", imageDigest=digest)
         boto3.client("ssm").put_parameter(Name=LIST_PARAMETER, Value="team/app:ALL_TAGS", Type="String")
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[
-                {"AttributeName": "Image", "AttributeType": "S"},
-                {"AttributeName": "Tag", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "Image", "KeyType": "HASH"}, {"AttributeName": "Tag", "KeyType": "RANGE"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        boto3.client("dynamodb").create_table(**table_definition(TABLE))  # the template's table
         yield env
 
 

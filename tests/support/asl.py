@@ -2,8 +2,9 @@
 
 Enough of CloudFormation to resolve template.yaml for one set of stack parameters, and enough of
 Step Functions to walk a definition: paths via jsonpath-ng, ResultSelector/ResultPath/OutputPath,
-States.JsonToString and States.Format, Choice, a distributed Map with an S3 item reader and a
-batcher, Catch. Retry is not simulated. Used by tests/unit/test_statemachine_contract.py.
+States.JsonToString, Format, MathAdd, Array and ArrayGetItem, Choice (And/Or/Not, IsPresent,
+numeric and StringMatches rules), Pass, Wait (recorded, not waited), a distributed Map with an S3
+item reader and a batcher, Catch. Retry is not simulated. Used by tests/unit/test_statemachine_contract.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import decode_str
 from jsonpath_ng import parse as parse_jsonpath
+
+from support.cfn import Deployment, Resolver, source_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "ecr_replication.asl.json"
@@ -25,105 +27,16 @@ ASL_PATH = ROOT / "statemachine" / "ecr_replication.asl.json"
 REGION = "cn-north-1"
 ACCOUNT = "123456789012"
 STACK = "DTHECRStack"
-NO_VALUE = object()
 
 
 # ---------------------------------------------------------------------------------------------
 # template.yaml, resolved for one deployment
 # ---------------------------------------------------------------------------------------------
-class Stack:
-    """Enough of CloudFormation to evaluate the properties this test needs."""
+class Stack(Resolver):
+    """template.yaml resolved for one deployment in cn-north-1 (aws-cn)."""
 
     def __init__(self, params: Mapping[str, str], resources: Mapping[str, Mapping[str, str]]) -> None:
-        data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
-        assert not problems, problems
-        self.template: dict[str, Any] = dict(data)
-        defaults = {k: str(v.get("Default", "")) for k, v in self.template["Parameters"].items()}
-        unknown = set(params) - set(defaults)
-        assert not unknown, f"not stack parameters: {unknown}"
-        self.params = {**defaults, **params}
-        self.resources = resources
-        self.pseudo = {
-            "AWS::Partition": "aws-cn",
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::StackName": STACK,
-            "AWS::URLSuffix": "amazonaws.com.cn",
-        }
-
-    def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in self.params:
-            return self.params[name]
-        return self.resources.get(name, {}).get("Ref", f"ref:{name}")
-
-    def getatt(self, name: str, attr: str) -> str:
-        return self.resources.get(name, {}).get(attr, f"{name}.{attr}")
-
-    def condition(self, name: str) -> bool:
-        return bool(self._cond(self.template["Conditions"][name]))
-
-    def _cond(self, expr: Any) -> Any:
-        if isinstance(expr, dict) and len(expr) == 1:
-            ((key, value),) = expr.items()
-            if key == "Fn::Equals":
-                return self.resolve(value[0]) == self.resolve(value[1])
-            if key == "Fn::Not":
-                return not self._cond(value[0])
-            if key == "Fn::And":
-                return all(self._cond(v) for v in value)
-            if key == "Fn::Or":
-                return any(self._cond(v) for v in value)
-            if key == "Condition":
-                return self.condition(value)
-        return self.resolve(expr)
-
-    def _sub(self, text: str, extra: Mapping[str, Any]) -> str:
-        def one(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in extra:
-                return str(extra[name])
-            if "." in name:
-                res, attr = name.split(".", 1)
-                return self.getatt(res, attr)
-            return str(self.ref(name))
-
-        return re.sub(r"\$\{([^}]+)\}", one, text)
-
-    def resolve(self, node: Any) -> Any:
-        if isinstance(node, dict):
-            if len(node) == 1:
-                ((key, value),) = node.items()
-                if key == "Ref":
-                    return self.ref(value)
-                if key == "Fn::GetAtt":
-                    res, attr = value if isinstance(value, list) else value.split(".", 1)
-                    return self.getatt(res, attr)
-                if key == "Fn::Sub":
-                    if isinstance(value, list):
-                        return self._sub(value[0], {k: self.resolve(v) for k, v in value[1].items()})
-                    return self._sub(value, {})
-                if key == "Fn::If":
-                    return self.resolve(value[1] if self.condition(value[0]) else value[2])
-                if key == "Fn::Select":
-                    return self.resolve(value[1])[int(value[0])]
-                if key == "Fn::GetAZs":
-                    return [f"{REGION}a", f"{REGION}b"]
-                if key == "Fn::Join":
-                    return value[0].join(str(self.resolve(v)) for v in value[1])
-            out = {k: self.resolve(v) for k, v in node.items()}
-            return {k: v for k, v in out.items() if v is not NO_VALUE}
-        if isinstance(node, list):
-            return [v for v in (self.resolve(x) for x in node) if v is not NO_VALUE]
-        return node
-
-    def resource(self, name: str) -> dict[str, Any]:
-        return dict(self.template["Resources"][name])
+        super().__init__(source_template(), params, resources, Deployment(REGION, ACCOUNT, STACK))
 
     def function_env(self, name: str) -> dict[str, str]:
         env = dict(self.template["Globals"]["Function"]["Environment"]["Variables"])
@@ -202,6 +115,15 @@ def intrinsic(expr: str, data: Any, context: Mapping[str, Any]) -> Any:
         if name == "States.Format":
             template, rest = args[0], iter(args[1:])
             return re.sub(r"\{\}", lambda _: _fmt(next(rest)), template)
+        if name == "States.MathAdd":
+            assert all(isinstance(a, int) for a in args) and len(args) == 2, args
+            return args[0] + args[1]
+        if name == "States.Array":
+            return list(args)
+        if name == "States.ArrayGetItem":
+            if not 0 <= args[1] < len(args[0]):
+                raise StatesError("States.Runtime", f"index {args[1]} is out of bounds of {args[0]}")
+            return args[0][args[1]]
         raise AssertionError(f"intrinsic {name} is not emulated: add it here before using it")
 
     result = value()
@@ -243,12 +165,44 @@ def put_result(data: Any, result: Any, path: str | None) -> Any:
     return out
 
 
+def _glob(pattern: str) -> re.Pattern[str]:
+    """StringMatches: `*` is any run of characters, `\\*` a literal star."""
+    parts = re.split(r"(\\\*|\*)", pattern)
+    return re.compile("".join(".*" if p == "*" else re.escape("*" if p == "\\*" else p) for p in parts), re.S)
+
+
+def matches(rule: Mapping[str, Any], data: Any) -> bool:
+    """One Choice rule. A missing Variable is a States.Runtime error, as in Step Functions,
+    except under IsPresent; And/Or stop at the first rule that decides them."""
+    if "And" in rule:
+        return all(matches(r, data) for r in rule["And"])
+    if "Or" in rule:
+        return any(matches(r, data) for r in rule["Or"])
+    if "Not" in rule:
+        return not matches(rule["Not"], data)
+    ops = set(rule) - {"Variable", "Next"}
+    assert len(ops) == 1, f"one comparison per rule: {rule}"
+    (op,) = ops
+    if op == "IsPresent":
+        return bool(parse_jsonpath(rule["Variable"]).find(data)) == rule["IsPresent"]
+    value = get_path(rule["Variable"], data, {})
+    expected = rule[op]
+    if op == "NumericGreaterThan":
+        return isinstance(value, int | float) and value > expected
+    if op == "NumericLessThan":
+        return isinstance(value, int | float) and value < expected
+    if op == "StringMatches":
+        return isinstance(value, str) and _glob(expected).fullmatch(value) is not None
+    raise AssertionError(f"comparison not emulated: {rule}")
+
+
 @dataclass
 class Execution:
     services: Callable[[str, dict[str, Any]], Any]
     read_items: Callable[[dict[str, Any]], list[Any]]
     trace: list[str] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
 
     def run(self, machine: Mapping[str, Any], data: Any, context: dict[str, Any]) -> tuple[str, Any]:
         name = machine["StartAt"]
@@ -262,6 +216,17 @@ class Execution:
                 return "FAILED", {"Error": state["Error"], "Cause": state["Cause"]}
             if kind == "Choice":
                 name = self._choose(state, data)
+                continue
+            if kind == "Pass":
+                result = render(state["Parameters"], data, context) if "Parameters" in state else data
+                data = put_result(data, result, state.get("ResultPath", "$"))
+                name = state["Next"]
+                continue
+            if kind == "Wait":
+                seconds = get_path(state["SecondsPath"], data, context) if "SecondsPath" in state else state["Seconds"]
+                assert isinstance(seconds, int) and seconds >= 0, seconds
+                self.waits.append(seconds)
+                name = state["Next"]
                 continue
             try:
                 result = self._task(state, data, context) if kind == "Task" else self._map(state, data, context)
@@ -291,10 +256,8 @@ class Execution:
     @staticmethod
     def _choose(state: Mapping[str, Any], data: Any) -> str:
         for rule in state["Choices"]:
-            value = get_path(rule["Variable"], data, {})
-            if "NumericGreaterThan" in rule and value > rule["NumericGreaterThan"]:
+            if matches(rule, data):
                 return str(rule["Next"])
-            assert set(rule) <= {"Variable", "NumericGreaterThan", "Next"}, f"comparison not emulated: {rule}"
         return str(state["Default"])
 
     def _task(self, state: Mapping[str, Any], data: Any, context: dict[str, Any]) -> Any:

@@ -305,3 +305,35 @@ def test_every_request_is_answered() -> None:
     assert [s[0] for s in sent] == ["SUCCESS", "SUCCESS", "FAILED"]
     assert sent[0][1] == "Thing-abcdef01"
     assert sent[2][3].startswith("KeyError")
+
+
+def test_the_ecs_service_linked_role_is_created_once_and_an_existing_one_is_fine() -> None:
+    """Issue 10: a fresh account fails AWS::ECS::Cluster until AWSServiceRoleForECS exists."""
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        assert custom_resource.ecs_service_linked_role(iam, wait=0) == {"Created": "true"}
+        (role,) = iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]
+        # (AWS names it AWSServiceRoleForECS; moto derives AWSServiceRoleForecs from the service name.)
+        assert role["RoleName"].lower() == "awsservicerolefor" + "ecs"
+        assert custom_resource.ecs_service_linked_role(iam, wait=0) == {"Created": "false"}
+        sent: list[str] = []
+        custom_resource.handle(
+            cfn_event("Custom::EcsServiceLinkedRole", "Delete"),
+            custom_resource.Clients(iam=iam),
+            lambda event, status, physical, data, reason: sent.append(status),
+        )
+        assert sent == ["SUCCESS"]
+        assert len(iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]) == 1, "never deleted"
+
+
+def test_the_ecs_service_linked_role_taken_answer_of_iam_means_it_exists() -> None:
+    from botocore.stub import Stubber
+
+    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(iam) as stub:
+        message = "Service role name AWSServiceRoleForECS has been taken in this account, please try a different suffix"
+        stub.add_client_error("create_service_linked_role", "InvalidInput", message)
+        assert custom_resource.ecs_service_linked_role(iam, wait=0) == {"Created": "false"}
+        stub.add_client_error("create_service_linked_role", "InvalidInput", "AWSServiceName is not a valid service")
+        with pytest.raises(iam.exceptions.InvalidInputException):
+            custom_resource.ecs_service_linked_role(iam, wait=0)

@@ -208,3 +208,34 @@ def test_record_many_writes_every_outcome_and_stays_idempotent(ledger: DynamoDBL
     ledger.record_many(skips[:10])  # a retried lister writes some again: nothing doubles
     assert [o.source for o in ledger.latest()] == sorted(o.source for o in skips)
     assert [o.status for o in ledger.outcomes("r1")] == ["skipped"] * 40
+
+
+def operations(client: Any) -> list[str]:
+    """The DynamoDB operations the client makes from now on."""
+    seen: list[str] = []
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: seen.append(model.name))
+    return seen
+
+
+def test_latest_is_one_query_on_the_item_type_index_not_a_scan(ledger: DynamoDBLedger, client: Any) -> None:
+    """The lister plans `includeUntagged: false` with latest(): its role has Query, never Scan (issue 10)."""
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    ledger.record_many([outcome("r1", f"{SRC}/app:{n}", "skipped") for n in (2, 1, 3)])
+    seen = operations(client)
+    assert [o.source for o in ledger.latest()] == [f"{SRC}/app:1", f"{SRC}/app:2", f"{SRC}/app:3"]
+    assert seen == ["Query"]
+    (index,) = client.describe_table(TableName=TABLE)["Table"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ByItemType"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["ItemType", "Source"]
+
+
+def test_latest_scans_a_table_made_before_the_index(client: Any, clock: Clock) -> None:
+    old = {k: v for k, v in table_definition("old-ledger").items() if k != "GlobalSecondaryIndexes"}
+    old["AttributeDefinitions"] = old["AttributeDefinitions"][:2]
+    client.create_table(**old)
+    ledger = DynamoDBLedger("old-ledger", client=client, clock=clock, heartbeat=False)
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    ledger.record(outcome("r1", f"{SRC}/app:1", "copied"))
+    seen = operations(client)
+    assert [o.source for o in ledger.latest()] == [f"{SRC}/app:1"]
+    assert seen == ["Query", "Scan"]

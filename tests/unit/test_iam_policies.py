@@ -20,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STAR_RESOURCE_ACTIONS = {
     # No resource type: grantable only on "*".
     "ecr:GetAuthorizationToken",
-    # Step Functions' documented policy for ecs:runTask.sync (the task ARN is unknown in advance).
-    "ecs:StopTask",
-    "ecs:DescribeTasks",
     # CloudWatch Logs delivery for state machine logging: documented with "*" by Step Functions.
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -139,6 +136,7 @@ def test_run_task_sync_gets_exactly_what_step_functions_documents() -> None:
     ecs = {a: s for s in machine for a in as_list(s["Action"]) if a.startswith(("ecs:", "events:"))}
     assert set(ecs) == {
         "ecs:RunTask",
+        "ecs:TagResource",
         "ecs:StopTask",
         "ecs:DescribeTasks",
         "events:PutTargets",
@@ -146,12 +144,90 @@ def test_run_task_sync_gets_exactly_what_step_functions_documents() -> None:
         "events:DescribeRule",
     }
     assert ecs["ecs:RunTask"]["Resource"] == {"Ref": "CopierTaskDefinition"}
-    assert ecs["ecs:StopTask"]["Resource"] == "*"
     rule = ecs["events:PutRule"]["Resource"]
     assert rule == {
         "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
         "StepFunctionsGetEventsForECSTaskRule"
     }
+
+
+CLUSTER_ARN = {
+    "Fn::If": [
+        "CreateCluster",
+        {"Fn::GetAtt": ["Cluster", "Arn"]},
+        {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:cluster/${ecsClusterName}"},
+    ]
+}
+CLUSTER_TASKS = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*",
+        {"ClusterName": {"Fn::If": ["CreateCluster", {"Ref": "Cluster"}, {"Ref": "ecsClusterName"}]}},
+    ]
+}
+
+
+def test_the_copier_tasks_are_run_watched_and_stopped_only_in_their_cluster() -> None:
+    """Issue 10: StopTask/DescribeTasks were granted on every task of every cluster."""
+    machine = {a: s for n, s in statements() if n == "ReplicationStateMachine" for a in as_list(s["Action"])}
+    for action in ("ecs:StopTask", "ecs:DescribeTasks"):
+        assert machine[action]["Resource"] == CLUSTER_TASKS, action
+        assert machine[action]["Condition"] == {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}}, action
+    assert machine["ecs:RunTask"]["Condition"] == {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}}
+
+
+def test_propagated_tags_may_be_put_on_the_task_only_by_run_task() -> None:
+    """Issue 10: PropagateTags TASK_DEFINITION needs ecs:TagResource once the stack has tags."""
+    definition = json.loads((ROOT / "statemachine" / "ecr_replication.asl.json").read_text())
+    task = definition["States"]["Copy images"]["ItemProcessor"]["States"]["Copy batch on Fargate"]
+    assert task["Parameters"]["PropagateTags"] == "TASK_DEFINITION"
+    machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
+    (tag,) = [s for s in machine if "ecs:TagResource" in as_list(s["Action"])]
+    assert as_list(tag["Action"]) == ["ecs:TagResource"]
+    assert tag["Resource"] == CLUSTER_TASKS
+    assert tag["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+
+
+def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> None:
+    """Issue 10: with srcRoleArn (or srcCredential keys) the task's own identity never reads the source."""
+    reads = [(n, s) for n, s in statements() if s.get("Sid") == "ReadSourceRegistry"]
+    assert {n for n, _ in reads} == {"ListerFunction", "TaskRole"}
+    conditions = template()["Conditions"]
+    assert conditions["ReadsSourceDirectly"] == {
+        "Fn::And": [
+            {"Condition": "IsEcrSource"},
+            {"Fn::Not": [{"Condition": "HasSrcRole"}]},
+            {"Fn::Not": [{"Condition": "HasSrcCredential"}]},
+        ]
+    }
+    for name in ("ListerFunction", "TaskRole"):
+        text = json.dumps(template()["Resources"][name])
+        assert '"Fn::If": ["ReadsSourceDirectly", {"Sid": "ReadSourceRegistry"' in text, name
+
+
+def test_credential_secrets_with_a_customer_key_may_be_decrypted_only_through_secrets_manager() -> None:
+    """Issue 10: GetSecretValue on a secret with a customer-managed key needs kms:Decrypt on it."""
+    decrypts = [(n, s) for n, s in statements() if "kms:Decrypt" in as_list(s["Action"])]
+    assert {n for n, _ in decrypts} == {"ListerFunction", "TaskRole"}
+    for name, statement in decrypts:
+        assert statement["Resource"] == {"Ref": "credentialKmsKey"}, name
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}}
+        }
+        text = json.dumps(template()["Resources"][name])
+        assert '"Fn::If": ["HasCredentialKmsKey", {"Sid": "DecryptCredentialSecrets"' in text
+
+
+def test_the_lister_queries_the_latest_outcomes_index_and_never_scans() -> None:
+    """Issue 10: ledger.latest() (includeUntagged false) used a Scan the lister was not granted."""
+    lister = [s for n, s in statements() if n == "ListerFunction"]
+    actions = {a for s in lister for a in as_list(s["Action"]) if a.startswith("dynamodb:")}
+    assert "dynamodb:Scan" not in actions
+    (index,) = [s for s in lister if s.get("Sid") == "LatestOutcomes"]
+    assert as_list(index["Action"]) == ["dynamodb:Query"]
+    assert index["Resource"] == {"Fn::Sub": "${LedgerTable.Arn}/index/ByItemType"}
+    table = template()["Resources"]["LedgerTable"]["Properties"]
+    (gsi,) = table["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "ByItemType"
 
 
 def test_distributed_map_may_only_start_its_own_children() -> None:

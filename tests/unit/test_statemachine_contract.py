@@ -109,6 +109,10 @@ class World:
     def __init__(self, stack: Stack, *, task_fails: bool = False) -> None:
         self.stack = stack
         self.task_fails = task_fails
+        # Exit codes of the next tasks, before the copier runs for real; compact=True writes the
+        # cause as Step Functions does (no spaces), else as json.dumps does.
+        self.task_exits: list[int] = []
+        self.compact_cause = False
         self.definition = stack.definition()
         self.container, self.task_env = stack.task_env()
         self.lister_env = stack.function_env("ListerFunction")
@@ -133,6 +137,7 @@ class World:
             TableName=name,
             AttributeDefinitions=props["AttributeDefinitions"],
             KeySchema=props["KeySchema"],
+            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
             BillingMode=props["BillingMode"],
         )
 
@@ -193,14 +198,20 @@ class World:
             "TaskArn": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:task/c/{len(self.environments)}",
             "LastStatus": "STOPPED",
         }
-        if self.task_fails:
-            stopped = {**task, "StoppedReason": "Essential container in task exited", "Containers": [{"ExitCode": 137}]}
-            raise StatesError("States.TaskFailed", json.dumps(stopped))
-        code = copier_task.run_batch(
-            env, s3=self.s3, build=self._build, image_list_loader=self._load_list, copier_factory=FakeCopier
-        )
+        if self.task_fails or self.task_exits:
+            code = self.task_exits.pop(0) if self.task_exits else 137
+        else:
+            code = copier_task.run_batch(
+                env, s3=self.s3, build=self._build, image_list_loader=self._load_list, copier_factory=FakeCopier
+            )
         if code != 0:
-            raise StatesError("States.TaskFailed", json.dumps({**task, "Containers": [{"ExitCode": code}]}))
+            stopped = {
+                **task,
+                "StoppedReason": "Essential container in task exited",
+                "Containers": [{"ExitCode": code, "Name": self.container}],
+            }
+            separators = (",", ":") if self.compact_cause else None
+            raise StatesError("States.TaskFailed", json.dumps(stopped, separators=separators))
         return task
 
     def read_items(self, params: dict[str, Any]) -> list[Any]:
@@ -370,3 +381,50 @@ def test_the_lister_retry_of_the_same_run_is_not_told_the_ledger_is_busy(world: 
         build=world._build,
     )
     assert first["to_copy"] == again["to_copy"] == 3
+
+
+# -- a failed Fargate task: refused batches are recorded at once, others retried (issue 10) -----------
+def copy_attempts(execution: Execution) -> int:
+    return execution.trace.count("Copy batch on Fargate")
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["cause-as-step-functions-writes-it", "cause-with-spaces"])
+def test_a_batch_the_copier_refuses_exit_2_is_recorded_without_a_retry(world: World, compact: bool) -> None:
+    world.image_list = "team/app:2.0"
+    world.task_exits = [2]
+    world.compact_cause = compact
+    execution, status, _ = world.execute("run-8")
+
+    assert copy_attempts(execution) == 1 and execution.waits == []
+    assert execution.trace[execution.trace.index("Copy batch on Fargate") :][:3] == [
+        "Copy batch on Fargate",
+        "Did the copier refuse the batch?",
+        "Record failed batch",
+    ]
+    (failed,) = [o for o in world.ledger.outcomes("run-8") if o.status == "failed"]
+    assert failed.error is not None
+    assert failed.error.startswith("States.TaskFailed: Essential container in task exited, exit code 2 | cause: ")
+    assert status == "FAILED" and len(world.notifications) == 1
+
+
+def test_a_task_that_fails_otherwise_is_tried_again_after_a_wait(world: World) -> None:
+    world.image_list = "team/app:2.0"
+    world.task_exits = [1]  # the first task fails (S3 unreachable, say); the second one copies
+    execution, status, _ = world.execute("run-9")
+
+    assert copy_attempts(execution) == 2 and execution.waits == [60]
+    assert "Record failed batch" not in execution.trace
+    assert {o.source.rsplit("/", 1)[1]: o.status for o in world.ledger.outcomes("run-9")}["app:2.0"] == "copied"
+    assert status == "SUCCEEDED"
+
+
+def test_a_task_that_keeps_failing_is_tried_four_times_with_backoff_then_recorded(world: World) -> None:
+    world.image_list = "team/app:2.0"
+    world.task_fails = True  # exit code 137 every time
+    execution, status, _ = world.execute("run-10")
+
+    assert copy_attempts(execution) == 4 and execution.waits == [60, 120, 240]
+    assert execution.trace[-6:-4] == ["Did the copier refuse the batch?", "Record failed batch"]
+    (failed,) = [o for o in world.ledger.outcomes("run-10") if o.status == "failed"]
+    assert failed.error is not None and "exit code 137" in failed.error
+    assert status == "FAILED"

@@ -132,15 +132,38 @@ def test_lambda_tasks_retry_the_transient_lambda_errors() -> None:
             assert errors >= LAMBDA_TRANSIENT, name
 
 
-def test_fargate_copy_retries_three_times_with_backoff() -> None:
+def test_fargate_copy_retries_ecs_errors_and_throttling_with_backoff() -> None:
     state = dict(all_states())["Copy batch on Fargate"]
     assert state["Resource"] == "arn:${Partition}:states:::ecs:runTask.sync"
     for retrier in state["Retry"]:
         assert retrier["MaxAttempts"] == 3 and retrier["BackoffRate"] == 2 and retrier["IntervalSeconds"] >= 30
     retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
-    assert {"ECS.AmazonECSException", "States.TaskFailed"} <= retried
+    # ECS.InvalidParameterException: how ECS reports EC2 throttling under many concurrent RunTasks.
+    assert retried == {"ECS.AmazonECSException", "AmazonECS.Unknown", "ECS.InvalidParameterException"}
     # A batch that hangs must end: Step Functions stops the task on timeout.
     assert 0 < state["TimeoutSeconds"] <= 86400
+
+
+def test_a_failed_task_is_not_retried_blindly_exit_code_2_is_final() -> None:
+    """Issue 10: Retry on States.TaskFailed also retried batches the copier refused (exit code 2)."""
+    states = dict(all_states())
+    copy = states["Copy batch on Fargate"]
+    retried = {e for r in copy["Retry"] for e in r["ErrorEquals"]}
+    assert not retried & {"States.TaskFailed", "States.ALL"}
+    first = copy["Catch"][0]
+    assert first == {
+        "ErrorEquals": ["States.TaskFailed"],
+        "ResultPath": "$.error",
+        "Next": "Did the copier refuse the batch?",
+    }
+    choice = states["Did the copier refuse the batch?"]
+    refused, again = choice["Choices"]
+    assert refused["Next"] == "Record failed batch" and choice["Default"] == "Record failed batch"
+    patterns = {r["StringMatches"] for r in refused["And"][1]["Or"]}
+    assert patterns == {'*"ExitCode":2,*', '*"ExitCode":2}*', '*"ExitCode": 2,*', '*"ExitCode": 2}*'}
+    # Three more attempts, as the old plugin's Retry (MaxAttempts 3), 60 s apart and doubling.
+    assert again == {"Variable": "$.attempt", "NumericLessThan": 4, "Next": "Plan the next attempt"}
+    assert "States.Array(60, 120, 240)" in states["Plan the next attempt"]["Parameters"]["wait_seconds.$"]
 
 
 def test_the_map_is_distributed_reads_s3_and_batches_like_the_copier_expects() -> None:

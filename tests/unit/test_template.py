@@ -124,7 +124,7 @@ def test_globals_set_powertools_and_functions_run_python_312() -> None:
     glob = template()["Globals"]["Function"]
     env = glob["Environment"]["Variables"]
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(env)
-    assert glob["Tracing"] == "Active"
+    assert glob["Tracing"] == {"Fn::If": ["TracingAvailable", "Active", "PassThrough"]}  # see test_partitions.py
     for name in ("ListerFunction", "RecorderFunction", "DeployHelperFunction"):
         p = props(name)
         assert p["Runtime"] == "python3.12" and p["Handler"] == "app.lambda_handler"
@@ -213,6 +213,13 @@ def test_ledger_table_keeps_the_old_keys() -> None:
         {"AttributeName": "Tag", "KeyType": "RANGE"},
     ]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "ExpiresAt", "Enabled": True}
+
+    # The CLI's tables and the tests' are made by table_definition(): the same keys and index.
+    from ecr_transfer.ledger.dynamodb import table_definition
+
+    made = table_definition("t")
+    for key in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode"):
+        assert table[key] == made[key], key
 
 
 def test_work_bucket_is_private_encrypted_and_expires() -> None:

@@ -4,7 +4,9 @@ Custom::CopierImage     the digest URI of the image `sam build` pushed for the c
                         function (lambda:GetFunction), and its repository ARN for the pull policy;
 Custom::StartExecution  starts a run on create and on every update that changes what is
                         transferred ("the transfer starts right away");
-Custom::EmptyBucket     empties the work bucket on delete, so deleting the stack just works.
+Custom::EmptyBucket     empties the work bucket on delete, so deleting the stack just works;
+Custom::EcsServiceLinkedRole  creates AWSServiceRoleForECS before the stack creates its cluster:
+                        in an account that never used ECS, AWS::ECS::Cluster fails without it.
 
 Every path answers CloudFormation, failures included: a custom resource that never answers
 leaves the stack waiting for an hour.
@@ -108,15 +110,36 @@ def empty_bucket(bucket: str, s3: Any) -> int:
     return deleted
 
 
+ECS_SERVICE = "ecs.amazonaws.com"
+ROLE_PROPAGATION_SECONDS = 10.0
+"""A role IAM has just created is not visible to ECS at once."""
+
+
+def ecs_service_linked_role(iam: Any, *, wait: float = ROLE_PROPAGATION_SECONDS) -> dict[str, str]:
+    """Create ECS's service-linked role unless the account has it (never deleted: ECS owns it)."""
+    try:
+        role = iam.create_service_linked_role(AWSServiceName=ECS_SERVICE)["Role"]
+    except (iam.exceptions.InvalidInputException, iam.exceptions.EntityAlreadyExistsException) as exc:
+        # IAM says "Service role name AWSServiceRoleForECS has been taken in this account".
+        if "has been taken" not in str(exc) and "already exists" not in str(exc):
+            raise
+        log.info("the ECS service-linked role exists already")
+        return {"Created": "false"}
+    log.info("created the ECS service-linked role %s", role["Arn"])
+    time.sleep(wait)
+    return {"Created": "true"}
+
+
 @dataclass
 class Clients:
     lambda_: Any = None
     sfn: Any = None
     s3: Any = None
+    iam: Any = None
 
     def get(self, service: str) -> Any:
-        """The boto3 client of `service` (lambda, stepfunctions, s3), made on first use."""
-        attr = {"lambda": "lambda_", "stepfunctions": "sfn", "s3": "s3"}[service]
+        """The boto3 client of `service` (lambda, stepfunctions, s3, iam), made on first use."""
+        attr = {"lambda": "lambda_", "stepfunctions": "sfn", "s3": "s3", "iam": "iam"}[service]
         if getattr(self, attr) is None:
             import boto3
 
@@ -145,6 +168,8 @@ def dispatch(event: Mapping[str, Any], clients: Clients) -> dict[str, str]:
                 empty_bucket(str(props["BucketName"]), clients.get("s3")),
             )
         return {}
+    if kind == "Custom::EcsServiceLinkedRole":
+        return {} if request == "Delete" else ecs_service_linked_role(clients.get("iam"))
     raise ValueError(f"unknown custom resource type {kind}")
 
 

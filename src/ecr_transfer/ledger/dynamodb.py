@@ -2,7 +2,7 @@
 
 Table schema (the SAM template creates exactly this):
 
-- partition key `Image` (S), sort key `Tag` (S); no GSI; on-demand billing is right for the
+- partition key `Image` (S), sort key `Tag` (S); one GSI (below); on-demand billing is right for the
   bursty write pattern. Optional but recommended: TTL on the attribute `ExpiresAt`, which only
   run-history items carry (they expire after `history_days`, 90 by default); without TTL the
   history is kept forever.
@@ -42,12 +42,18 @@ variable above the longest gap between two recorder invocations, e.g. the copier
 An expired lease, or one left by a dead process on this host, is taken over and its run's
 unfinished images are marked `interrupted`.
 
-IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query on the table (Scan too for
-`ecr-transfer status` without --run-id, which lists the latest items).
+Index: `ByItemType` (GSI, partition key `ItemType`, sort key `Source`, all attributes): the
+latest outcomes (`latest()`, which `includeUntagged: false` plans with) are one Query on
+`ItemType = LATEST` instead of a Scan of the whole history. A table without the index is
+scanned instead (a warning says so).
+
+IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query on the table, and Query on
+`<table ARN>/index/ByItemType` for `latest()` (Scan only for a table without that index).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -66,6 +72,7 @@ from ecr_transfer.errors import ConfigError
 from ecr_transfer.ledger.base import LedgerBusyError
 from ecr_transfer.ledger.dynamodb_items import (
     FIELDS,
+    LATEST_INDEX,
     LEASE_KEY,
     LEGACY_STATUS,
     RUN_TAG,
@@ -88,7 +95,12 @@ DEFAULT_LEASE_SECONDS = 900
 DEFAULT_HISTORY_DAYS = 90
 RECORD_WORKERS = 8
 """Writers in record_many: under botocore's 10 pooled connections per client."""
-__all__ = ["DynamoDBLedger", "image_key", "table_definition"]
+__all__ = ["LATEST_INDEX", "DynamoDBLedger", "image_key", "table_definition"]
+log = logging.getLogger(__name__)
+
+
+class _NoIndex(Exception):
+    """The table has no LATEST_INDEX."""
 
 
 class DynamoDBLedger:
@@ -124,12 +136,15 @@ class DynamoDBLedger:
         try:
             return getattr(self._client, operation)(TableName=self.table, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "ResourceNotFoundException":
-                raise ConfigError(f"DynamoDB table {self.table!r} does not exist (or is not ACTIVE)") from None
-            if code == "AccessDeniedException":
-                raise ConfigError(f"no access to DynamoDB table {self.table!r}: {exc}") from None
-            raise
+            raise self._explained(exc) from None
+
+    def _explained(self, exc: ClientError) -> Exception:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            return ConfigError(f"DynamoDB table {self.table!r} does not exist (or is not ACTIVE)")
+        if code == "AccessDeniedException":
+            return ConfigError(f"no access to DynamoDB table {self.table!r}: {exc}")
+        return exc
 
     def _put(self, values: dict[str, Any], condition: str | None = None, params: dict[str, Any] | None = None) -> bool:
         """PutItem; False when the condition did not hold."""
@@ -383,19 +398,34 @@ class DynamoDBLedger:
             list(pool.map(self.record, outcomes))
 
     def latest(self) -> list[Outcome]:
-        params: dict[str, Any] = {
-            "FilterExpression": "#ItemType = :t",
-            "ExpressionAttributeNames": names("#ItemType"),
-            "ExpressionAttributeValues": to_item({":t": "LATEST"}),
-        }
-        found: list[Outcome] = []
-        while True:
-            page = self._call("scan", **params)
-            found.extend(to_outcome(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        """Every LATEST item: a Query on the ItemType index, already sorted by source.
+
+        A table made before the index existed (an old CLI ledger) is scanned instead, which
+        needs dynamodb:Scan; the deployed table has the index, so the lister has no Scan.
+        """
+        key = {"ExpressionAttributeNames": names("#ItemType"), "ExpressionAttributeValues": to_item({":t": "LATEST"})}
+        query = {"IndexName": LATEST_INDEX, "KeyConditionExpression": "#ItemType = :t", **key}
+        try:
+            return [to_outcome(i) for i in self._pages("query", query, missing_index_raises=True)]
+        except _NoIndex:
+            log.warning("table %s has no %s index (an older ledger): scanning it", self.table, LATEST_INDEX)
+        found = [to_outcome(i) for i in self._pages("scan", {"FilterExpression": "#ItemType = :t", **key})]
         return sorted(found, key=lambda o: o.source)
+
+    def _pages(self, operation: str, params: dict[str, Any], missing_index_raises: bool = False) -> Iterator[Any]:
+        while True:
+            try:
+                page = getattr(self._client, operation)(TableName=self.table, **params)
+            except ClientError as exc:
+                # DynamoDB answers ValidationException for an unknown index; moto, ResourceNotFound.
+                code = exc.response.get("Error", {}).get("Code")
+                if missing_index_raises and code in ("ValidationException", "ResourceNotFoundException"):
+                    raise _NoIndex from None
+                raise self._explained(exc) from None
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            params = {**params, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def outcomes(self, run_id: str) -> list[Outcome]:
         items = self._query(f"RUN#{run_id}", FilterExpression="#ItemType = :t", values={":t": "OUTCOME"})

@@ -21,14 +21,34 @@ TTL_ATTRIBUTE = "ExpiresAt"
 """Only run-history items carry it; enable TTL on it to expire history."""
 
 
+LATEST_INDEX = "ByItemType"
+"""GSI over (ItemType, Source): the latest outcomes are one Query on `ItemType = LATEST`."""
+
+
 def table_definition(table_name: str) -> dict[str, Any]:
-    """CreateTable arguments: `Image` (S) partition key, `Tag` (S) sort key, on demand, no index."""
+    """CreateTable arguments: `Image` (S) / `Tag` (S) keys, on demand, and the LATEST_INDEX GSI.
+
+    The index is keyed on attributes every outcome item already carries, so adding it to an
+    existing table (an update of the stack) backfills it from the items already written.
+    """
     return {
         "TableName": table_name,
         "KeySchema": [{"AttributeName": "Image", "KeyType": "HASH"}, {"AttributeName": "Tag", "KeyType": "RANGE"}],
         "AttributeDefinitions": [
             {"AttributeName": "Image", "AttributeType": "S"},
             {"AttributeName": "Tag", "AttributeType": "S"},
+            {"AttributeName": "ItemType", "AttributeType": "S"},
+            {"AttributeName": "Source", "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": LATEST_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "ItemType", "KeyType": "HASH"},
+                    {"AttributeName": "Source", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
@@ -92,15 +112,6 @@ def pascal(name: str) -> str:
 def to_summary(item: dict[str, Any]) -> RunSummary:
     data = plain(item)
     return RunSummary.from_dict({f: data[pascal(f)] for f in SUMMARY_FIELDS if data.get(pascal(f)) is not None})
-
-
-def _names(*expressions: str | None) -> dict[str, str]:
-    """`#Word` placeholders -> attribute names: Status, State and friends are reserved words."""
-    return {f"#{w}": w for e in expressions if e for w in re.findall(r"#(\w+)", e)}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def names(*expressions: str | None) -> dict[str, str]:
