@@ -5,13 +5,17 @@ Exit codes are what Step Functions sees (runTask.sync fails the state on a non-z
      recorded and reported; retrying the whole batch would not help them);
   2  the batch itself is unusable (missing/invalid environment): retrying cannot help either,
      but the Catch path still records every item as failed with this cause;
-  1  anything else (S3 unreachable, a transient error while setting up): worth a retry.
+  1  anything else (S3 unreachable, a transient error while setting up): worth a retry;
+     also a batch stopped by SIGTERM (ECS StopTask, Fargate Spot, scale-in): its outcomes are
+     written first (finished images as they ended, the rest "interrupted"), and the retry
+     finishes the batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,11 +41,23 @@ def copies_per_task(environ: Mapping[str, str]) -> int:
     return env_count(envvars.COPIES_PER_TASK, DEFAULT_COPIES_PER_TASK, environ)
 
 
-class _Discard:
-    """The task keeps no ledger: its outcomes go to S3 once the batch is done."""
+class _Collect:
+    """The task keeps no ledger: its outcomes go to S3 once the batch is done (or stopped)."""
+
+    def __init__(self) -> None:
+        self.final: dict[tuple[str, str], Outcome] = {}
 
     def record(self, outcome: Outcome) -> None:
-        pass
+        if outcome.status != "in_progress":
+            self.final[(outcome.source, outcome.target)] = outcome
+
+
+class BatchInterrupted(Exception):
+    """The task was told to stop mid-batch; `outcomes` holds one outcome per item all the same."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("the batch was stopped")
+        self.outcomes = outcomes
 
 
 class _LogEach:
@@ -87,16 +103,20 @@ def copy_batch(
         # Every image would fail the same way: say why on each of them, once.
         log.error("cannot set up the copy: %s", exc)
         return [failed_outcome(item, run_id, f"cannot set up the copy: {exc}") for item in items]
+    sink = _Collect()
     try:
         return copy_items(
             context,
-            _Discard(),
+            sink,
             run_id,
             items,
             concurrency=copies,
             progress=_LogEach(),
             copier_factory=copier_factory,
         )
+    except KeyboardInterrupt:
+        # copy_items has settled every item (finished, or "interrupted") before re-raising.
+        raise BatchInterrupted([sink.final[(i.source, i.target)] for i in items if (i.source, i.target) in sink.final])
     finally:
         context.close()
 
@@ -121,9 +141,13 @@ def run_batch(
         return 2
     run_id = env[batch.RUN_ID]
     log.info("run %s: copying a batch of %d image(s)", run_id, len(items))
-    outcomes = copy_batch(
-        items, env, run_id, build=build, image_list_loader=image_list_loader, copier_factory=copier_factory
-    )
+    interrupted = False
+    try:
+        outcomes = copy_batch(
+            items, env, run_id, build=build, image_list_loader=image_list_loader, copier_factory=copier_factory
+        )
+    except BatchInterrupted as stopped:
+        outcomes, interrupted = stopped.outcomes, True
     key = batch.outcome_key(env[batch.OUTCOME_PREFIX], items)
     if s3 is None:
         import boto3
@@ -133,12 +157,33 @@ def run_batch(
         Bucket=env[batch.WORK_BUCKET], Key=key, Body=batch.outcomes_body(outcomes), ContentType="application/json"
     )
     failed = sum(1 for o in outcomes if o.status not in ("copied", "skipped"))
+    if interrupted:
+        log.warning("run %s: batch stopped, %d image(s) not finished; outcomes in %s", run_id, failed, key)
+        return 1
     log.info("run %s: batch done, %d copied, %d failed; outcomes in %s", run_id, len(outcomes) - failed, failed, key)
     return 0
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # ECS stops a task with SIGTERM to the container's first process only, then SIGKILL after the
+    # stop timeout. The skopeo processes would go on copying (and hold up the stop) while we wait
+    # for them: end them now, so the outcomes reach S3 within the timeout.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+    except OSError:
+        pass
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        # Our own process group, so that the stop reaches our skopeo children and nothing else.
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # already a group leader (PID 1 in the container)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return run_batch()
     except Exception:
