@@ -11,15 +11,20 @@ sha256 digest, so DescribeImages and the registry always agree. The registry's h
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,3 +260,55 @@ class EcrPair:
             **extra,
         }
         return from_mapping(raw)
+
+
+@contextlib.contextmanager
+def moto_server_on(host: str = "127.0.0.1") -> Iterator[MotoServer]:
+    """A moto_server process on `host` (loopback, or the Docker bridge for Lambda containers)."""
+    binary = Path(sys.executable).parent / "moto_server"
+    command = str(binary) if binary.exists() else shutil.which("moto_server")
+    if command is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the whole session, closed at teardown
+    proc = subprocess.Popen(
+        [command, "-H", host, "-p", str(port)],
+        env={**os.environ, "MOTO_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            OPENER.open(url + "/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.seek(0)
+                raise RuntimeError(f"moto_server did not start: {log.read().decode(errors='replace')}") from None
+            time.sleep(0.05)
+    try:
+        yield MotoServer(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def use_moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """Reset `moto_server` and point every boto3 client of this process (and its children) at it."""
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    return moto_server

@@ -75,14 +75,9 @@ def ensure() -> Engine:
             return Engine(DOCKER_HOST, started_here=False)
         DATA_ROOT.mkdir(parents=True, exist_ok=True)
         with open(LOG, "ab") as log:
+            argv = ["dockerd", "--data-root", str(DATA_ROOT), "--exec-root", str(RUN_DIR / "exec")]
             subprocess.Popen(
-                [
-                    "dockerd",
-                    "--data-root", str(DATA_ROOT),
-                    "--exec-root", str(RUN_DIR / "exec"),
-                    "--pidfile", str(PIDFILE),
-                    "-H", DOCKER_HOST,
-                ],  # fmt: skip
+                [*argv, "--pidfile", str(PIDFILE), "-H", DOCKER_HOST],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -122,10 +117,9 @@ def docker(engine: Engine, *args: str, timeout: float = 600, check: bool = True)
     )
 
 
-def bridge_gateway(engine: Engine) -> str:
-    """The host's address on the default bridge: where a bridged container reaches this machine."""
-    # dockerd 20.10 leaves IPAM's Gateway empty on the default bridge: read docker0 itself.
-    del engine
+def bridge_gateway() -> str:
+    """The host's address on the default bridge: where a bridged container reaches this machine.
+    (dockerd 20.10 leaves IPAM's Gateway empty on the default bridge: read docker0 itself.)"""
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True)
     match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out.stdout)
     if match is None:

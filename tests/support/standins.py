@@ -32,7 +32,8 @@ RUNTIME_LIBS = "ca-certificates,libssl3,libffi8,libsqlite3-0,zlib1g,libbz2-1.0,l
 LAMBDA_BOOTSTRAP = """#!/bin/sh
 # Stand-in for the Lambda Python runtime's bootstrap: the runtime interface emulator (which SAM
 # adds as the entrypoint) starts this, and it runs the handler through the runtime interface client.
-export PYTHONPATH="/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}"
+PYTHONPATH="/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime"
+export PYTHONPATH
 exec /usr/local/bin/python3 -m awslambdaric "${_HANDLER:-$AWS_LAMBDA_FUNCTION_HANDLER}"
 """
 

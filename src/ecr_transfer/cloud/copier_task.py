@@ -13,6 +13,7 @@ Exit codes are what Step Functions sees (runTask.sync fails the state on a non-z
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -116,7 +117,8 @@ def copy_batch(
         )
     except KeyboardInterrupt:
         # copy_items has settled every item (finished, or "interrupted") before re-raising.
-        raise BatchInterrupted([sink.final[(i.source, i.target)] for i in items if (i.source, i.target) in sink.final])
+        settled = [sink.final[(i.source, i.target)] for i in items if (i.source, i.target) in sink.final]
+        raise BatchInterrupted(settled) from None
     finally:
         context.close()
 
@@ -169,20 +171,17 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     # stop timeout. The skopeo processes would go on copying (and hold up the stop) while we wait
     # for them: end them now, so the outcomes reach S3 within the timeout.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signal.SIGTERM)
-    except OSError:
-        pass
     raise KeyboardInterrupt
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        # Our own process group, so that the stop reaches our skopeo children and nothing else.
+    # Our own process group, so that the stop reaches our skopeo children and nothing else
+    # (as PID 1 in the container it already leads one: setpgid then fails, harmlessly).
+    with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    except OSError:
-        pass  # already a group leader (PID 1 in the container)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return run_batch()

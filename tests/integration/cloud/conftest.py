@@ -14,10 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from support import docker_engine, standins
 from support.docker_engine import Engine
@@ -65,39 +63,13 @@ def built_app(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Built
     return BuiltApp(engine, build_dir, build_dir / "template.yaml", COPIER_IMAGE)
 
 
-def built_template(app: BuiltApp) -> dict[str, Any]:
-    return dict(yaml.load(app.template.read_text(), Loader=_CfnLoader))
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads SAM's built template, whose short-form intrinsics (!Ref, !Sub...) become plain dicts."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = str(value).split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
 class CredentialsEndpoint:
     """The ECS container credentials endpoint, as Fargate gives a task its role: the container's
     environment then holds a URL, never a key (AWS_CONTAINER_CREDENTIALS_FULL_URI, loopback)."""
 
     def __init__(self) -> None:
-        body = json.dumps(
-            {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "testing",
-             "Expiration": "2099-01-01T00:00:00Z"}  # fmt: skip
-        ).encode()
+        keys = {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "testing"}
+        body = json.dumps({**keys, "Expiration": "2099-01-01T00:00:00Z"}).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
