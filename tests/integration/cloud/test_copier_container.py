@@ -28,6 +28,9 @@ from ..ecr_support import ACCOUNT_A, EcrEmulator, MotoServer
 from .conftest import BuiltApp, CredentialsEndpoint
 from .copier_run import IMAGE_LIST_PARAMETER, Container, start_copier, task_environment
 
+# The first test of a session builds the stand-in base images and the whole application (minutes, cold).
+pytestmark = pytest.mark.timeout(1800)
+
 pytest_plugins = ["integration.ecr_fixtures"]
 
 BUCKET = "ecr-transfer-work"

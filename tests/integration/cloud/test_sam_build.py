@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from support.docker_engine import docker
 
 from .conftest import BuiltApp
+
+# The first test of a session builds the stand-in base images and the whole application (minutes, cold).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def test_sam_build_builds_every_function_the_layer_and_the_copier_image(built_app: BuiltApp) -> None:

@@ -34,6 +34,9 @@ from support.sam import ROOT, python312_env, sam_cli
 from ..ecr_support import ACCOUNT_A, EcrEmulator, MotoServer, moto_server_on, use_moto
 from .conftest import BuiltApp
 
+# The first test of a session builds the stand-in base images and the whole application (minutes, cold).
+pytestmark = pytest.mark.timeout(1800)
+
 pytest_plugins = ["integration.ecr_fixtures"]
 
 EVENTS = ROOT / "events"
