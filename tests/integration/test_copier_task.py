@@ -1,6 +1,6 @@
 """The Fargate copier task's batch, on real registries with real skopeo; S3 through moto.
 
-Only the container around it (the image `sam build` makes) is not run here: no Docker engine.
+The same code in the container `sam build` makes is run in tests/integration/cloud (Docker).
 """
 
 from __future__ import annotations

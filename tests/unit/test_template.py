@@ -247,12 +247,19 @@ def test_task_runs_the_image_sam_built() -> None:
     assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "ContainerLogGroup"}
 
 
-def test_dockerfile_pins_base_image_and_skopeo() -> None:
+def test_dockerfile_pins_base_image_and_skopeo_so_that_a_rebuild_keeps_working() -> None:
     text = (ROOT / "copier" / "Dockerfile").read_text(encoding="utf-8")
     (base,) = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
-    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
-    assert re.search(r"SKOPEO_VERSION=1\.9\.3\+ds1-1\+b\d+", text)
+    assert base == "${BASE_IMAGE}"
+    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)", text, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default), default
+    # The template passes the same default, so China users change it in one documented place.
+    build_args = resources()["CopierImageFunction"]["Metadata"]["DockerBuildArgs"]
+    assert build_args == {"BASE_IMAGE": default, "APT_MIRROR": ""}
+    # Upstream 1.9.3 pinned; Debian's rebuild suffix (+b10, +b11...) free; the build checks the version.
+    assert re.search(r"^ARG SKOPEO_VERSION=1\.9\.3\+ds1-1\*$", text, re.MULTILINE)
     assert '"skopeo=${SKOPEO_VERSION}"' in text
+    assert 'skopeo --version | grep -q "version 1\\.9\\.3$"' in text
     assert "USER copier" in text
     entry = (ROOT / "copier" / "entrypoint.py").read_text(encoding="utf-8")
     assert "from ecr_transfer.cloud.copier_task import main" in entry

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from ecr_transfer.cloud import batch
-from ecr_transfer.ledger.base import open_ledger
+from ecr_transfer.ledger.url import open_ledger
 from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.model import Outcome
 from support import standins
