@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -21,6 +20,7 @@ from cfnlint.decode import decode_str
 from ecr_transfer import envvars
 from ecr_transfer.cloud import batch
 from ecr_transfer.settings import ENV_NAMES
+from support.sam import python312_env, sam_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DTH_PARAMETERS = [
@@ -55,11 +55,6 @@ def resources() -> dict[str, Any]:
 
 def props(name: str) -> dict[str, Any]:
     return dict(resources()[name]["Properties"])
-
-
-def sam_cli() -> str | None:
-    local = ROOT / ".venv-sam" / "bin" / "sam"
-    return shutil.which("sam") or (str(local) if local.exists() else None)
 
 
 # -- layout and parameters ------------------------------------------------------------------------
@@ -331,23 +326,10 @@ def test_sam_validate_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _python312_on_path() -> dict[str, str] | None:
-    """An environment in which `python3.12` runs: as is, or through pyenv's 3.12 (see FIELD-NOTES)."""
-    base = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
-    for env in (base, {**base, "PYENV_VERSION": "3.11.7:3.12.1"}):
-        try:
-            found = subprocess.run(["python3.12", "--version"], env=env, capture_output=True, check=False)
-        except FileNotFoundError:
-            return None
-        if found.returncode == 0:
-            return env
-    return None
-
-
 @pytest.mark.skipif(sam_cli() is None, reason="SAM CLI not installed (pip install aws-sam-cli)")
 def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
     """Everything but the copier image (that one needs Docker) builds, layer included."""
-    env = _python312_on_path()
+    env = python312_env()
     if env is None:
         pytest.skip("python3.12 is not on PATH (sam build of python3.12 functions needs it)")
     build = tmp_path / "build"
