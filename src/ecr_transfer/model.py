@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Self
 
@@ -111,18 +111,8 @@ class WorkItem(_Payload):
 
     def copied(self, run_id: str, *, written: str, landed: str, attempts: int, started_at: str, reason: str) -> Outcome:
         """skopeo wrote `written`; the destination now answers `landed` (they differ for one platform of an index)."""
-        return Outcome(
-            run_id=run_id,
-            source=self.source,
-            target=self.target,
-            status="copied",
-            source_digest=written,
-            target_digest=landed,
-            attempts=attempts,
-            started_at=started_at,
-            ended_at=now(),
-            reason=reason,
-        )
+        ended = self.outcome(run_id, "copied", attempts=attempts, started_at=started_at, ended_at=now())
+        return replace(ended, source_digest=written, target_digest=landed, reason=reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,33 +1,6 @@
 """The cloud ledger: one DynamoDB table, keyed like the Data Transfer Hub plugin's.
 
-Table schema (the SAM template creates exactly this):
-
-- partition key `Image` (S), sort key `Tag` (S); one GSI (below); on-demand billing is right for the
-  bursty write pattern. Optional but recommended: TTL on the attribute `ExpiresAt`, which only
-  run-history items carry (they expire after `history_days`, 90 by default); without TTL the
-  history is kept forever.
-
-Items (`ItemType` tells them apart):
-
-- `LATEST`: the latest outcome per image, under the old plugin's keys, so existing dashboards
-  keep working. `Image` is the ECR repository name (ECR source), the Docker Hub name without
-  `library/` (`nginx`), else `host/path` (`quay.io/coreos/etcd`); `Tag` is the tag, or the
-  digest for a digest-pinned image (`tag@sha256:...` when both). `Status` keeps the old values
-  (`Done`, `Error`, plus `Running` while a copy is under way); `ErrorMessage` now holds the
-  full cause instead of a Step Functions error name; `Execution` holds the run id.
-- `OUTCOME`: `Image = "RUN#<run id>"`, `Tag = <full source reference>`: per-run history.
-- `RUN`: `Image = "RUN#<run id>"`, `Tag = "#RUN"`: the run summary (state, counts, note).
-- `RUNLIST`: `Image = "RUNS"`, `Tag = "<started at>#<run id>"`: the same summary, for listing
-  runs newest first with one Query.
-- `LEASE`: `Image = Tag = "#LEASE"`: the run holding the ledger and until when.
-
-Repository names are lowercase and cannot contain `#`, so these reserved keys never collide
-with an image.
-
-Every outcome and latest attribute: Source, Target, TransferStatus (copied, skipped, failed,
-conflict, in_progress, interrupted), SourceDigest, TargetDigest, Attempts (N), ErrorMessage,
-Reason, RunId, Execution, StartedAt, EndedAt, UpdatedAt (ISO 8601 UTC strings); absent values
-are omitted.
+The table layout (keys, index, item types, attributes) is described in ledger.dynamodb_items.
 
 Writes are idempotent: an outcome is a put on (run, source), so a retried recorder rewrites the
 same item. Conditions make sure nothing goes back in time: an `in_progress` write never replaces
@@ -42,11 +15,6 @@ variable above the longest gap between two recorder invocations, e.g. the copier
 An expired lease, or one left by a dead process on this host, is taken over and its run's
 unfinished images are marked `interrupted`.
 
-Index: `ByItemType` (GSI, partition key `ItemType`, sort key `Source`, all attributes): the
-latest outcomes (`latest()`, which `includeUntagged: false` plans with) are one Query on
-`ItemType = LATEST` instead of a Scan of the whole history. A table without the index is
-scanned instead (a warning says so).
-
 IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query on the table, and Query on
 `<table ARN>/index/ByItemType` for `latest()` (Scan only for a table without that index).
 """
@@ -58,7 +26,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -68,7 +36,6 @@ from botocore.exceptions import ClientError
 
 from ecr_transfer import envvars
 from ecr_transfer.ecr.pacing import client_config
-from ecr_transfer.errors import ConfigError
 from ecr_transfer.ledger.base import LedgerBusyError
 from ecr_transfer.ledger.dynamodb_items import (
     FIELDS,
@@ -88,6 +55,7 @@ from ecr_transfer.ledger.dynamodb_items import (
     to_outcome,
     to_summary,
 )
+from ecr_transfer.ledger.dynamodb_table import DynamoDBTable, NoIndex
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary
 from ecr_transfer.processes import pid_alive
 
@@ -97,10 +65,6 @@ RECORD_WORKERS = 8
 """Writers in record_many: under botocore's 10 pooled connections per client."""
 __all__ = ["LATEST_INDEX", "DynamoDBLedger", "image_key", "table_definition"]
 log = logging.getLogger(__name__)
-
-
-class _NoIndex(Exception):
-    """The table has no LATEST_INDEX."""
 
 
 class DynamoDBLedger:
@@ -120,7 +84,7 @@ class DynamoDBLedger:
         if client is None:
             region = table_name.split(":")[3] if table_name.startswith("arn:") else None
             client = boto3.client("dynamodb", region_name=region, config=client_config())
-        self._client = client
+        self._db = DynamoDBTable(client, table_name)
         self.lease_seconds = lease_seconds or int(os.environ.get(envvars.LEDGER_LEASE_SECONDS, DEFAULT_LEASE_SECONDS))
         self.history_seconds = history_days * 86400
         self._clock = clock
@@ -131,59 +95,12 @@ class DynamoDBLedger:
         self._lock = threading.Lock()
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
-    # -- low-level ----------------------------------------------------------------------------
-    def _call(self, operation: str, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._client, operation)(TableName=self.table, **kwargs)
-        except ClientError as exc:
-            raise self._explained(exc) from None
-
-    def _explained(self, exc: ClientError) -> Exception:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            return ConfigError(f"DynamoDB table {self.table!r} does not exist (or is not ACTIVE)")
-        if code == "AccessDeniedException":
-            return ConfigError(f"no access to DynamoDB table {self.table!r}: {exc}")
-        return exc
-
-    def _put(self, values: dict[str, Any], condition: str | None = None, params: dict[str, Any] | None = None) -> bool:
-        """PutItem; False when the condition did not hold."""
-        kwargs: dict[str, Any] = {"Item": to_item(values)}
-        if condition:
-            kwargs["ConditionExpression"] = condition
-            kwargs["ExpressionAttributeNames"] = names(condition)
-        if params:
-            kwargs["ExpressionAttributeValues"] = to_item(params)
-        try:
-            self._call("put_item", **kwargs)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
-
-    def _query(self, image: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {
-            "KeyConditionExpression": "#Image = :image",
-            "ExpressionAttributeNames": names(
-                "#Image", kwargs.get("FilterExpression"), kwargs.get("ProjectionExpression")
-            ),
-            "ExpressionAttributeValues": to_item({":image": image, **kwargs.pop("values", {})}),
-            **kwargs,
-        }
-        while True:
-            page = self._call("query", **params)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page or "Limit" in params:
-                return
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     def _now_iso(self) -> str:
         return datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
 
     # -- the lease ----------------------------------------------------------------------------
     def _lease(self) -> dict[str, Any] | None:
-        item = self._call("get_item", Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}), ConsistentRead=True)
+        item = self._db.call("get_item", Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}), ConsistentRead=True)
         return plain(item["Item"]) if "Item" in item else None
 
     def _write_lease(self, run_id: str, started_at: str, holder: str, condition: str, params: dict[str, Any]) -> bool:
@@ -198,12 +115,12 @@ class DynamoDBLedger:
             "StartedAt": started_at,
             "LeaseExpiresAt": int(self._clock()) + self.lease_seconds,
         }
-        return self._put(lease, condition, params=params)
+        return self._db.put(lease, condition, params=params)
 
     def renew(self, run_id: str) -> bool:
         """Push the lease's expiry forward, if `run_id` still holds it."""
         try:
-            self._call(
+            self._db.call(
                 "update_item",
                 Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
                 UpdateExpression="SET #LeaseExpiresAt = :e",
@@ -261,7 +178,7 @@ class DynamoDBLedger:
 
     def _recover_expired(self, run_id: str, at: str) -> list[RunSummary]:
         found = []
-        for item in self._query(
+        for item in self._db.query(
             RUNS_IMAGE,
             ScanIndexForward=False,
             Limit=20,
@@ -275,7 +192,9 @@ class DynamoDBLedger:
 
     def _interrupt(self, run_id: str, why: str, at: str) -> RunSummary:
         error = f"the run was interrupted ({why}) while this image was being copied; the next run re-plans it"
-        for item in self._query(f"RUN#{run_id}", FilterExpression="#TransferStatus = :p", values={":p": "in_progress"}):
+        for item in self._db.query(
+            f"RUN#{run_id}", FilterExpression="#TransferStatus = :p", values={":p": "in_progress"}
+        ):
             data = plain(item)
             values = {":i": "interrupted", ":e": error, ":t": at, ":p": "in_progress", ":r": run_id, ":s": "Error"}
             update = "SET #TransferStatus = :i, #ErrorMessage = :e, #EndedAt = :t, #UpdatedAt = :t, #Status = :s"
@@ -283,7 +202,7 @@ class DynamoDBLedger:
             image, tag = image_key(str(data["Source"]))
             for key in ({"Image": f"RUN#{run_id}", "Tag": data["Source"]}, {"Image": image, "Tag": tag}):
                 try:
-                    self._call(
+                    self._db.call(
                         "update_item",
                         Key=to_item(key),
                         UpdateExpression=update,
@@ -300,17 +219,17 @@ class DynamoDBLedger:
     def _write_summary(self, summary: RunSummary, holder: str | None = None) -> None:
         values: dict[str, Any] = {pascal(f): getattr(summary, f) for f in SUMMARY_FIELDS}
         values.update(ItemType="RUN", Holder=holder, ExpiresAt=int(self._clock()) + self.history_seconds)
-        self._put({"Image": f"RUN#{summary.run_id}", "Tag": RUN_TAG, **values})
+        self._db.put({"Image": f"RUN#{summary.run_id}", "Tag": RUN_TAG, **values})
         values["ItemType"] = "RUNLIST"
-        self._put({"Image": RUNS_IMAGE, "Tag": f"{summary.started_at}#{summary.run_id}", **values})
+        self._db.put({"Image": RUNS_IMAGE, "Tag": f"{summary.started_at}#{summary.run_id}", **values})
 
     def _run(self, run_id: str) -> RunSummary | None:
-        item = self._call("get_item", Key=to_item({"Image": f"RUN#{run_id}", "Tag": RUN_TAG}), ConsistentRead=True)
+        item = self._db.call("get_item", Key=to_item({"Image": f"RUN#{run_id}", "Tag": RUN_TAG}), ConsistentRead=True)
         return to_summary(item["Item"]) if "Item" in item else None
 
     def _finish(self, run_id: str, ended_at: str, state: str, note: str | None = None) -> RunSummary:
         counts = {"planned": 0, "copied": 0, "skipped": 0, "failed": 0}
-        for item in self._query(
+        for item in self._db.query(
             f"RUN#{run_id}", ProjectionExpression="#TransferStatus, #ItemType", ConsistentRead=True
         ):
             data = plain(item)
@@ -342,7 +261,7 @@ class DynamoDBLedger:
             self._heartbeat.join(timeout=5)
             self._heartbeat = None
         try:
-            self._call(
+            self._db.call(
                 "delete_item",
                 Key=to_item({"Image": LEASE_KEY, "Tag": LEASE_KEY}),
                 ConditionExpression="#RunId = :r",
@@ -355,7 +274,7 @@ class DynamoDBLedger:
         return summary
 
     def runs(self, limit: int = 20) -> list[RunSummary]:
-        return [to_summary(i) for i in self._query(RUNS_IMAGE, ScanIndexForward=False, Limit=limit)]
+        return [to_summary(i) for i in self._db.query(RUNS_IMAGE, ScanIndexForward=False, Limit=limit)]
 
     # -- outcomes -----------------------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
@@ -374,9 +293,9 @@ class DynamoDBLedger:
             "ExpiresAt": int(self._clock()) + self.history_seconds,
         }
         if progress:
-            self._put(history, "attribute_not_exists(#Tag) OR #TransferStatus = :p", params={":p": "in_progress"})
+            self._db.put(history, "attribute_not_exists(#Tag) OR #TransferStatus = :p", params={":p": "in_progress"})
         else:
-            self._put(history)
+            self._db.put(history)
         image, tag = image_key(outcome.source)
         same_run = "#RunId = :run AND #TransferStatus = :p" if progress else "#RunId = :run"
         condition = (
@@ -385,7 +304,7 @@ class DynamoDBLedger:
         )
         if not progress:
             params.pop(":p")
-        self._put({"Image": image, "Tag": tag, "ItemType": "LATEST", **values}, condition, params=params)
+        self._db.put({"Image": image, "Tag": tag, "ItemType": "LATEST", **values}, condition, params=params)
         with self._lock:
             last = self._renewed.get(outcome.run_id)
         # Copier tasks record from other processes: their writes keep the run's lease alive too.
@@ -406,29 +325,14 @@ class DynamoDBLedger:
         key = {"ExpressionAttributeNames": names("#ItemType"), "ExpressionAttributeValues": to_item({":t": "LATEST"})}
         query = {"IndexName": LATEST_INDEX, "KeyConditionExpression": "#ItemType = :t", **key}
         try:
-            return [to_outcome(i) for i in self._pages("query", query, missing_index_raises=True)]
-        except _NoIndex:
+            return [to_outcome(i) for i in self._db.pages("query", query, missing_index_raises=True)]
+        except NoIndex:
             log.warning("table %s has no %s index (an older ledger): scanning it", self.table, LATEST_INDEX)
-        found = [to_outcome(i) for i in self._pages("scan", {"FilterExpression": "#ItemType = :t", **key})]
+        found = [to_outcome(i) for i in self._db.pages("scan", {"FilterExpression": "#ItemType = :t", **key})]
         return sorted(found, key=lambda o: o.source)
 
-    def _pages(self, operation: str, params: dict[str, Any], missing_index_raises: bool = False) -> Iterator[Any]:
-        while True:
-            try:
-                page = getattr(self._client, operation)(TableName=self.table, **params)
-            except ClientError as exc:
-                # DynamoDB answers ValidationException for an unknown index; moto, ResourceNotFound.
-                code = exc.response.get("Error", {}).get("Code")
-                if missing_index_raises and code in ("ValidationException", "ResourceNotFoundException"):
-                    raise _NoIndex from None
-                raise self._explained(exc) from None
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            params = {**params, "ExclusiveStartKey": page["LastEvaluatedKey"]}
-
     def outcomes(self, run_id: str) -> list[Outcome]:
-        items = self._query(f"RUN#{run_id}", FilterExpression="#ItemType = :t", values={":t": "OUTCOME"})
+        items = self._db.query(f"RUN#{run_id}", FilterExpression="#ItemType = :t", values={":t": "OUTCOME"})
         return sorted((to_outcome(i) for i in items), key=lambda o: o.source)
 
     def close(self) -> None:

@@ -1,7 +1,41 @@
 """Keys, attribute names and (de)serialization of the DynamoDB ledger's items.
 
-The table layout is described in ecr_transfer.ledger.dynamodb; `table_definition()` is the
-exact CreateTable shape (tests create their table with it; the SAM template mirrors it).
+`table_definition()` is the exact CreateTable shape (tests create their table with it; the SAM
+template mirrors it). How the ledger writes and leases: ecr_transfer.ledger.dynamodb.
+
+Table schema (the SAM template creates exactly this):
+
+- partition key `Image` (S), sort key `Tag` (S); one GSI (below); on-demand billing is right for the
+  bursty write pattern. Optional but recommended: TTL on the attribute `ExpiresAt`, which only
+  run-history items carry (they expire after `history_days`, 90 by default); without TTL the
+  history is kept forever.
+
+Items (`ItemType` tells them apart):
+
+- `LATEST`: the latest outcome per image, under the old plugin's keys, so existing dashboards
+  keep working. `Image` is the ECR repository name (ECR source), the Docker Hub name without
+  `library/` (`nginx`), else `host/path` (`quay.io/coreos/etcd`); `Tag` is the tag, or the
+  digest for a digest-pinned image (`tag@sha256:...` when both). `Status` keeps the old values
+  (`Done`, `Error`, plus `Running` while a copy is under way); `ErrorMessage` now holds the
+  full cause instead of a Step Functions error name; `Execution` holds the run id.
+- `OUTCOME`: `Image = "RUN#<run id>"`, `Tag = <full source reference>`: per-run history.
+- `RUN`: `Image = "RUN#<run id>"`, `Tag = "#RUN"`: the run summary (state, counts, note).
+- `RUNLIST`: `Image = "RUNS"`, `Tag = "<started at>#<run id>"`: the same summary, for listing
+  runs newest first with one Query.
+- `LEASE`: `Image = Tag = "#LEASE"`: the run holding the ledger and until when.
+
+Repository names are lowercase and cannot contain `#`, so these reserved keys never collide
+with an image.
+
+Every outcome and latest attribute: Source, Target, TransferStatus (copied, skipped, failed,
+conflict, in_progress, interrupted), SourceDigest, TargetDigest, Attempts (N), ErrorMessage,
+Reason, RunId, Execution, StartedAt, EndedAt, UpdatedAt (ISO 8601 UTC strings); absent values
+are omitted.
+
+Index: `ByItemType` (GSI, partition key `ItemType`, sort key `Source`, all attributes): the
+latest outcomes (`latest()`, which `includeUntagged: false` plans with) are one Query on
+`ItemType = LATEST` instead of a Scan of the whole history. A table without the index is
+scanned instead (a warning says so).
 """
 
 from __future__ import annotations

@@ -7,11 +7,13 @@ tag by kind from it (manifest HEAD vs GET, blob uploads vs mounts).
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 
 class RequestKind(StrEnum):
@@ -108,3 +110,48 @@ def count_kinds(requests: Iterable[RegistryRequest]) -> Counter[RequestKind]:
 
 
 # -- the registry ----------------------------------------------------------------------------------
+
+
+SYNC_PATH = "/v2/?ecr-transfer-sync="
+"""Marker requests (AccessLog.sync) go here; they are never returned as requests."""
+
+
+class AccessLog:
+    """One registry's access log file, read from where the last reset left it.
+
+    The registry logs a request just after sending its response, so a client can finish
+    before its last line lands. `sync` sends a marker request (through `send`, a GET of a
+    path) and waits for its line, which comes after theirs.
+    """
+
+    def __init__(self, path: Path, send: Callable[[str], object]) -> None:
+        self.path = path
+        self._send = send
+        self._offset = 0
+        self._syncs = 0
+
+    def requests(self, *, sync: bool) -> list[RegistryRequest]:
+        if sync:
+            self.sync()
+        text = self._logged().decode(errors="replace")
+        return [r for r in parse_access_log(text) if not r.uri.startswith(SYNC_PATH)]
+
+    def reset(self, *, sync: bool) -> None:
+        if sync:
+            self.sync()
+        self._offset = self.path.stat().st_size
+
+    def _logged(self) -> bytes:
+        with open(self.path, "rb") as log:
+            log.seek(self._offset)
+            return log.read()
+
+    def sync(self) -> None:
+        self._syncs += 1
+        marker = f"{SYNC_PATH}{self._syncs} ".encode()
+        self._send(marker.decode().strip())
+        deadline = time.monotonic() + 5
+        while marker not in self._logged():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"marker {marker!r} never reached {self.path}")
+            time.sleep(0.002)

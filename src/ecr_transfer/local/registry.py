@@ -29,7 +29,7 @@ from typing import Self
 
 import yaml
 
-from ecr_transfer.local.accesslog import RegistryRequest, parse_access_log
+from ecr_transfer.local.accesslog import AccessLog, RegistryRequest
 from ecr_transfer.local.oci import OCI_INDEX, OCI_MANIFEST, tagged_digest
 
 REGISTRY_BIN = "docker-registry"
@@ -38,7 +38,6 @@ MANIFEST_ACCEPT = (
     f"{OCI_INDEX}, {OCI_MANIFEST}, application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json"
 )
-_SYNC_PATH = "/v2/?ecr-transfer-sync="
 # Loopback only: an HTTP(S)_PROXY in the environment must not capture requests to 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -98,8 +97,7 @@ class LocalRegistry:
         """Wall time of the last start() until /v2/ answered."""
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
-        self._syncs = 0
+        self._log: AccessLog | None = None
         # Fixed per instance, so upload sessions signed before restart() stay valid after it.
         self._secret = secrets.token_hex(16)
 
@@ -167,7 +165,7 @@ class LocalRegistry:
         fresh = self._workdir is None
         if fresh:
             self._workdir = Path(tempfile.mkdtemp(prefix="ecr-transfer-registry-"))
-            self._log_offset = 0
+            self._log = AccessLog(self.access_log_path, lambda path: self._request("GET", path))
             self.storage_dir.mkdir(parents=True, exist_ok=True)
             if self.credentials is not None:
                 # Password on stdin, not argv; bcrypt cost 4 because the registry checks every request.
@@ -272,37 +270,17 @@ class LocalRegistry:
     # -- access log ------------------------------------------------------------------------------
 
     def requests(self, *, sync: bool = True) -> list[RegistryRequest]:
-        """Requests logged since start or the last reset_requests(), oldest first.
-
-        The registry logs a request just after sending its response, so a client can finish
-        before its last line lands. `sync` sends a marker request and waits for its line, which
-        comes after theirs; marker lines are never returned.
-        """
-        if sync and self.running:
-            self._sync_log()
-        text = self._logged().decode(errors="replace")
-        return [r for r in parse_access_log(text) if not r.uri.startswith(_SYNC_PATH)]
+        """Requests logged since start or the last reset_requests(), oldest first (see AccessLog)."""
+        return self._access_log().requests(sync=sync and self.running)
 
     def reset_requests(self) -> None:
         """Forget what was logged so far: the next requests() covers one phase only."""
-        if self.running:
-            self._sync_log()
-        self._log_offset = self.access_log_path.stat().st_size
+        self._access_log().reset(sync=self.running)
 
-    def _logged(self) -> bytes:
-        with open(self.access_log_path, "rb") as log:
-            log.seek(self._log_offset)
-            return log.read()
-
-    def _sync_log(self) -> None:
-        self._syncs += 1
-        marker = f"{_SYNC_PATH}{self._syncs} ".encode()
-        self._request("GET", marker.decode().strip())
-        deadline = time.monotonic() + 5
-        while marker not in self._logged():
-            if time.monotonic() > deadline:
-                raise LocalRegistryError(f"marker {marker!r} never reached {self.access_log_path}")
-            time.sleep(0.002)
+    def _access_log(self) -> AccessLog:
+        if self._log is None:
+            raise LocalRegistryError(f"{self!r} was never started")
+        return self._log
 
     # -- HTTP helpers ----------------------------------------------------------------------------
 
