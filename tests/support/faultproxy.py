@@ -20,26 +20,22 @@ occurrence), not by arrival order, so the same seed injects the same faults into
 requests even when worker threads interleave differently; per-connection drops are keyed by
 the connection's number. Retries and thread timing still change which requests exist, so a
 run is reproducible in its fault mix, not request for request. `rules` inject a fault into
-specific requests on top.
-
-The registry builds upload `Location` URLs from the `Host` header, which the proxy passes on, so
-uploads come back through the proxy too.
+specific requests on top. Serving, forwarding and replying are the shared relay's (support.relay).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import re
 import socket
-import socketserver
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from support.httpwire import Dropped, Request, close, read_request, tamper
+from support.httpwire import Request, tamper
+from support.relay import Relay, error_reply
 
 Fault = Literal[
     "drop",
@@ -53,17 +49,6 @@ Fault = Literal[
     "stall",
     "tamper",
 ]
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-}
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -91,7 +76,7 @@ class Event:
     """Status sent to the client; None when the connection was dropped first."""
 
 
-class FaultProxy:
+class FaultProxy(Relay):
     """Proxy one upstream `host:port`. Use as a context manager, or start()/stop()."""
 
     def __init__(
@@ -109,10 +94,7 @@ class FaultProxy:
         rules: list[Rule] | None = None,
         max_lifetime: float = 300.0,
     ) -> None:
-        up_host, _, up_port = upstream.rpartition(":")
-        if up_host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError(f"the fault proxy forwards to loopback only, not {upstream}")
-        self.upstream = (up_host, int(up_port))
+        super().__init__(upstream, max_lifetime=max_lifetime)
         self.seed = seed
         self.drop_rate = drop_rate
         self.error_rate = error_rate
@@ -122,71 +104,14 @@ class FaultProxy:
         self.stall_rate = stall_rate
         self.stall_seconds = stall_seconds
         self.rules = list(rules or [])
-        self.max_lifetime = max_lifetime
         self.enabled = True
         """False: forward everything untouched (faults stop; the proxy keeps serving)."""
         self.events: list[Event] = []
-        self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
         self._connections = 0
         self._burst_left = 0
-        self._stopping = threading.Event()
-        self._sockets: set[socket.socket] = set()
-        self._server: socketserver.ThreadingTCPServer | None = None
-        self._threads: list[threading.Thread] = []
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> FaultProxy:
-        proxy = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                proxy._serve(self.request)
-
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
-        server.daemon_threads = True
-        server.allow_reuse_address = True
-        server.server_bind()
-        server.server_activate()
-        self._server = server
-        serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        # Bounded in time: a test that forgets stop() does not leave a proxy serving forever.
-        watchdog = threading.Timer(self.max_lifetime, self.stop)
-        watchdog.daemon = True
-        self._threads = [serve, watchdog]
-        serve.start()
-        watchdog.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            close(sock)
-        for thread in self._threads:
-            if isinstance(thread, threading.Timer):
-                thread.cancel()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("proxy not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        self._local = threading.local()
+        """Per connection (one thread each): when it is doomed, how many requests it served."""
 
     # -- what happened ------------------------------------------------------------------------
     def faults(self) -> Counter[str]:
@@ -258,30 +183,13 @@ class FaultProxy:
         with self._lock:
             self.events.append(Event(req.method, req.path, fault, status))
 
-    def _serve(self, client: socket.socket) -> None:
-        client.settimeout(30)
-        with self._lock:
-            self._sockets.add(client)
-        upstream = http.client.HTTPConnection(*self.upstream, timeout=30)
-        reader = client.makefile("rb")
-        doomed_at, served = self._doomed_at(), 0
-        try:
-            while not self._stopping.is_set():
-                req = read_request(reader)
-                if req is None:
-                    return
-                served += 1
-                fault, stall = self._decide(req, drop_now=served == doomed_at)
-                if not self._answer(client, upstream, req, fault, stall):
-                    return
-        except (OSError, Dropped, ValueError, http.client.HTTPException):
-            return
-        finally:
-            upstream.close()
-            reader.close()
-            close(client)
-            with self._lock:
-                self._sockets.discard(client)
+    def connected(self) -> None:
+        self._local.doomed_at, self._local.served = self._doomed_at(), 0
+
+    def answer(self, client: socket.socket, upstream: http.client.HTTPConnection, req: Request) -> bool:
+        self._local.served += 1
+        fault, stall = self._decide(req, drop_now=self._local.served == self._local.doomed_at)
+        return self._answer(client, upstream, req, fault, stall)
 
     def _answer(
         self,
@@ -303,7 +211,7 @@ class FaultProxy:
             self._send_error(client, req, status, "UNAVAILABLE", "injected failure", fault)
             return True
         try:
-            status, reason, headers, body = self._forward(upstream, req)
+            reply = self.forward(upstream, req)
         except (OSError, http.client.HTTPException):
             upstream.close()
             self._send_error(client, req, 502, "UNAVAILABLE", "upstream unreachable", None)
@@ -315,12 +223,9 @@ class FaultProxy:
             self._send_error(client, req, 500, "UNKNOWN", "injected failure after the registry acted", fault)
             return True
         if fault == "tamper":
-            body = tamper(body)
-        head = [f"HTTP/1.1 {status} {reason}"]
-        head += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP]
-        length = next((v for k, v in headers if k.lower() == "content-length"), "0")
-        head.append(f"Content-Length: {length if req.method == 'HEAD' else len(body)}")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+            reply.body = tamper(reply.body)
+        status = reply.status
+        data, body = reply.encode(req.method)
         half = len(body) // 2
         if fault == "drop:mid-response":
             self._record(req, fault, status)
@@ -337,33 +242,11 @@ class FaultProxy:
         self._record(req, fault, status)
         return True
 
-    def _forward(
-        self, upstream: http.client.HTTPConnection, req: Request
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        upstream.putrequest(req.method, req.target, skip_host=True, skip_accept_encoding=True)
-        for name, value in req.headers:
-            if name.lower() not in _HOP_BY_HOP:
-                upstream.putheader(name, value)
-        if req.body or req.method in ("PUT", "POST", "PATCH"):
-            upstream.putheader("Content-Length", str(len(req.body)))
-        upstream.endheaders(req.body or None)
-        resp = upstream.getresponse()
-        body = resp.read()
-        if resp.will_close:
-            upstream.close()
-        return resp.status, resp.reason, resp.getheaders(), body
-
     def _send_error(
         self, client: socket.socket, req: Request, status: int, code: str, message: str, fault: str | None
     ) -> None:
-        body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
-        head = [
-            f"HTTP/1.1 {status} {http.client.responses.get(status, 'Error')}",
-            "Content-Type: application/json; charset=utf-8",
-            f"Content-Length: {len(body)}",
-            "Docker-Distribution-Api-Version: registry/2.0",
-        ]
+        headers = [("Docker-Distribution-Api-Version", "registry/2.0")]
         if status == 429:
-            head.append(f"Retry-After: {self.retry_after}")
-        client.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (b"" if req.method == "HEAD" else body))
+            headers.append(("Retry-After", str(self.retry_after)))
+        self.send(client, req, error_reply(status, code, message, *headers))
         self._record(req, fault, status)
