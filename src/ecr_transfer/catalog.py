@@ -65,6 +65,10 @@ class SourceCatalog(Protocol):
 
     def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]: ...
 
+    def manifest(self, ref: ImageRef) -> bytes | None:
+        """The manifest bytes of a digest-pinned ref (a referrers index); None when absent."""
+        ...
+
 
 class DestinationCatalog(Protocol):
     registry: str
@@ -95,6 +99,10 @@ class RegistryCatalog:
     def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
         """The distribution API reports no push times (a config's `created` is build time)."""
         return {}
+
+    def manifest(self, ref: ImageRef) -> bytes | None:
+        client = self._clients.get(ref.registry)
+        return retry_transient(lambda: client.get_manifest(ref.repository, ref.reference))
 
     def _head(self, ref: ImageRef) -> DigestResult:
         client = self._clients.get(ref.registry)

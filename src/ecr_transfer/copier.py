@@ -17,7 +17,9 @@ from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
 from ecr_transfer.processes import remove_stale_tempdirs
 from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
+from ecr_transfer.referrers import is_referrer_tag
 from ecr_transfer.registry.credentials import Credential, temporary_authfile
+from ecr_transfer.registry.exact import copy_exact
 from ecr_transfer.skopeo import CopyRequest
 from ecr_transfer.skopeo import copy as skopeo_copy
 from ecr_transfer.subsets import Subset
@@ -111,7 +113,9 @@ class Copier:
         self.context.prepare_repository(dst.repository)
         self.context.before_copy(src, dst)
         all_platforms = self.context.settings.include_untagged
-        subset = self._subset(src, dst, expected)
+        # A signature, SBOM or referrers index: its exact bytes through the registry API, never skopeo.
+        exact = is_referrer_tag(dst.tag)
+        subset = None if exact else self._subset(src, dst, expected)
         target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
             request = partial(
@@ -125,8 +129,17 @@ class Copier:
                 registries_conf=self.context.registries_conf,
             )
             try:
-                children = self._platforms(src, expected) if all_platforms and subset is None else None
-                if subset is not None:
+                children = self._platforms(src, expected) if all_platforms and subset is None and not exact else None
+                if exact:
+                    written = copy_exact(
+                        self.context.clients.get(src.registry),
+                        self.context.clients.get(dst.registry),
+                        src.repository,
+                        dst.repository,
+                        expected,
+                        dst.tag,
+                    )
+                elif subset is not None:
                     written = self._copy_subset(src, dst, expected, target, subset, request)
                 elif children:
                     written = self._copy_index(src, expected, target, children, request)

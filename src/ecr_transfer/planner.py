@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from ecr_transfer.catalog import DestinationCatalog, SourceCatalog
+from ecr_transfer import referrers
+from ecr_transfer.catalog import DestinationCatalog, DigestResult, SourceCatalog
 from ecr_transfer.errors import ConfigError, TransferError
 from ecr_transfer.mapping import target_ref
 from ecr_transfer.model import Outcome, WorkItem
@@ -78,10 +79,7 @@ def plan(
     `selection` is what `select()` already chose (the CLI shows its filter verdicts beside the plan).
     """
     sources = list((selection or select(settings, source)).images)
-    try:
-        targets = [target_ref(s, destination.registry, settings.dest_prefix) for s in sources]
-    except ValueError as exc:
-        raise ConfigError(str(exc), source="destPrefix") from None
+    targets = _targets(settings, destination, sources)
     # A digest-pinned source needs no lookup: the pin is the digest.
     unpinned = [s for s in sources if not s.digest]
     # Both sides at once: neither lookup needs the other's answer, and across a WAN the plan
@@ -90,16 +88,62 @@ def plan(
         src_future = sides.submit(source.digests, unpinned)
         dst_digests = destination.digests(targets)
         looked_up = dict(zip(unpinned, src_future.result(), strict=True))
+    src_digests = [s.digest or looked_up[s] for s in sources]
+    items = _items(settings, previous, force, sources, targets, src_digests, dst_digests)
+    if settings.copy_referrers:
+        items += _referrer_items(settings, source, destination, sources, src_digests, force)
+    return items
+
+
+def _targets(settings: Settings, destination: DestinationCatalog, sources: list[ImageRef]) -> list[ImageRef]:
+    try:
+        return [target_ref(s, destination.registry, settings.dest_prefix) for s in sources]
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="destPrefix") from None
+
+
+def _referrer_items(
+    settings: Settings,
+    source: SourceCatalog,
+    destination: DestinationCatalog,
+    sources: list[ImageRef],
+    src_digests: list[DigestResult],
+    force: bool,
+) -> list[WorkItem]:
+    """The selected images' signatures, SBOMs and attestations, each planned like a tag of its own."""
+    chosen = {str(s) for s in sources}
+    subjects = [(s, d) for s, d in zip(sources, src_digests, strict=True) if isinstance(d, str)]
+    found = [r for r in referrers.discover(source, subjects) if str(r.ref) not in chosen]
+    if not found:
+        return []
+    refs = [r.ref for r in found]
+    targets = _targets(settings, destination, refs)
+    notes = [f"referrer of {r.subject}" for r in found]
+    digests: list[DigestResult] = [r.digest for r in found]
+    return _items(settings, None, force, refs, targets, digests, destination.digests(targets), notes)
+
+
+def _items(
+    settings: Settings,
+    previous: Mapping[str, Outcome] | None,
+    force: bool,
+    sources: list[ImageRef],
+    targets: list[ImageRef],
+    src_digests: list[DigestResult],
+    dst_digests: list[DigestResult],
+    notes: list[str] | None = None,
+) -> list[WorkItem]:
     items: list[WorkItem] = []
-    for src, dst, dst_digest in zip(sources, targets, dst_digests, strict=True):
-        src_digest = src.digest or looked_up[src]
+    for n, (src, dst, src_digest, dst_digest) in enumerate(
+        zip(sources, targets, src_digests, dst_digests, strict=True)
+    ):
+        note = f"{notes[n]}: " if notes else ""
         if isinstance(src_digest, TransferError):
-            items.append(
-                WorkItem(source=str(src), target=str(dst), action="copy", reason=f"source lookup failed: {src_digest}")
-            )
+            reason = f"{note}source lookup failed: {src_digest}"
+            items.append(WorkItem(source=str(src), target=str(dst), action="copy", reason=reason))
             continue
         if src_digest is None:
-            reason = "source lookup failed: not found at the source"
+            reason = f"{note}source lookup failed: not found at the source"
             items.append(WorkItem(source=str(src), target=str(dst), action="copy", reason=reason))
             continue
         dst_value = None if isinstance(dst_digest, TransferError) else dst_digest
@@ -120,7 +164,7 @@ def plan(
                 source=str(src),
                 target=str(dst),
                 action=action,  # type: ignore[arg-type]
-                reason=reason,
+                reason=note + reason,
                 source_digest=src_digest,
                 target_digest=dst_value,
             )

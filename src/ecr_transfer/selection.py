@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ecr_transfer.catalog import SourceCatalog
 from ecr_transfer.errors import ConfigError, TransferError
 from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.referrers import is_referrer_tag
 from ecr_transfer.settings import Settings
 from ecr_transfer.tagfilter import FilterStep, TagFilters, apply
 
@@ -69,9 +70,12 @@ class _Filtering:
         self.entries: list[EntryCounts] = []
         self.dropped: list[Dropped] = []
 
-    def tags(self, entry: ImageRef, tags: Sequence[str]) -> list[str]:
+    def tags(self, entry: ImageRef, listed: Sequence[str]) -> list[str]:
+        # `sha256-<hex>.sig` and the like are an image's referrers, not tags a user picks: they
+        # travel with the image they refer to (copyReferrers), and never through the filters.
+        tags = [t for t in listed if not is_referrer_tag(t)]
         if not self.filters.active:
-            return list(tags)
+            return tags
         # Push times matter to tagLatest only; ECR has them from the listing already made.
         pushed = self.source.pushed_at(entry) if self.filters.latest else {}
         result = apply(self.filters, tags, pushed)

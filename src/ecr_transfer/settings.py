@@ -74,6 +74,8 @@ class Settings:
     tag_semver: str | None = None
     tag_latest: int | None = None
     platforms: tuple[str, ...] = ()
+    copy_referrers: bool = True
+    """Signatures, SBOMs and attestations of each image travel with it (ecr_transfer.referrers)."""
     """Copy only these children of a multi-arch index (`linux/arm64`), under a new index; () for all."""
 
     @property
@@ -126,6 +128,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "tagSemver": ("tag_semver", "range"),
     "tagLatest": ("tag_latest", "count"),
     "platforms": ("platforms", "platforms"),
+    "copyReferrers": ("copy_referrers", "bool"),
 }
 _REPO_FIELDS = {f.name for f in fields(RepositorySettings)}
 
@@ -143,6 +146,7 @@ assert {
     envvars.TAG_SEMVER,
     envvars.TAG_LATEST,
     envvars.PLATFORMS,
+    envvars.COPY_REFERRERS,
 } <= ENV_NAMES.keys()
 assert envvars.REGISTRY_CA_BUNDLES in ENV_NAMES
 

@@ -29,6 +29,7 @@ from ecr_transfer.catalog import DigestResult, RegistryCatalog
 from ecr_transfer.ecr.pacing import EcrPacing
 from ecr_transfer.errors import ConfigError, PermanentError, TransferError, TransientError
 from ecr_transfer.references import ImageRef
+from ecr_transfer.registry.mediatypes import MANIFEST_TYPES
 from ecr_transfer.settings import RepositorySettings
 
 PAGE_SIZE = 1000
@@ -204,6 +205,23 @@ class EcrCatalog:
             return self._fallback.pushed_at(repository) if self._fallback is not None else {}
         listing = self._list(repository.repository)
         return dict(listing.pushed) if listing is not None else {}
+
+    def manifest(self, ref: ImageRef) -> bytes | None:
+        """BatchGetImage: the stored manifest bytes (the registry client would need a token of its own)."""
+        if ref.registry != self.registry:
+            return self._fallback.manifest(ref) if self._fallback is not None else None
+        image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag}
+        try:
+            response = self._client.batch_get_image(
+                registryId=self.registry_id,
+                repositoryName=ref.repository,
+                imageIds=[image_id],
+                acceptedMediaTypes=list(MANIFEST_TYPES),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise as_transfer_error(f"cannot read {ref}", exc) from None
+        images = response.get("images") or []
+        return str(images[0]["imageManifest"]).encode() if images else None
 
     # -- digests ------------------------------------------------------------------------------
     def _point_lookup(self, ref: ImageRef) -> DigestResult:

@@ -302,8 +302,11 @@ class RegistryClient:
             text = resp.data[:500].decode("utf-8", "replace")
             if re.search(r"tag is immutable|ImageTagAlreadyExists|cannot be overwritten", text, re.I):
                 raise ConflictError(f"{what}: the destination tag is immutable ({text.strip()})")
-            if resp.status == 400:
-                raise PermanentError(f"{what}: {self.registry} refused the manifest (HTTP 400): {text.strip()}")
+            if 400 <= resp.status < 500 and resp.status not in (401, 403, 429):
+                # ECR refuses some referrers (405 for one whose subject is an index): its words are the cause.
+                raise PermanentError(
+                    f"{what}: {self.registry} refused the manifest (HTTP {resp.status}): {text.strip()}"
+                )
             self._raise_for(resp, what)
         confirmed = resp.headers.get("Docker-Content-Digest") or digest
         if confirmed != digest:

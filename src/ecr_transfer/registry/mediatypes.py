@@ -9,5 +9,6 @@ DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 DOCKER_V1 = "application/vnd.docker.distribution.manifest.v1+json"
 
-ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_V2, DOCKER_V1_SIGNED, DOCKER_V1])
+MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_V2, DOCKER_V1_SIGNED, DOCKER_V1)
+ACCEPT = ", ".join(MANIFEST_TYPES)
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})

@@ -1,0 +1,161 @@
+"""Referrers travel with their image: a cosign signature tag, an SBOM artifact listed in a tag-schema
+referrers index whose descriptors carry artifactType, and a signature of that SBOM (a referrer of a
+referrer), on real registries. Digests at the destination are the source's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecr_transfer.local.oci import SampleImages
+from ecr_transfer.local.registry import LocalRegistry
+from support.artifacts import (
+    SIGNATURE_ARTIFACT,
+    SPDX,
+    artifact,
+    cosign_signature,
+    manifest_descriptor,
+    referrers_index,
+)
+
+from .conftest import SkopeoRecorder
+from .registry_proxy import ProxyReply, ProxyRequest, RegistryProxy
+from .test_pipeline import run_json
+
+
+@dataclass(frozen=True)
+class Signed:
+    image: str
+    signature: dict[str, Any]
+    sbom: dict[str, Any]
+    sbom_signature: dict[str, Any]
+    index: dict[str, Any]
+    sbom_index: dict[str, Any]
+
+
+@pytest.fixture
+def signed(src_registry: LocalRegistry, oci_images: SampleImages) -> Signed:
+    """team/app:1.0 with a cosign .sig tag, an SBOM in the tag-schema index, and the SBOM signed."""
+    image = src_registry.push(oci_images.layout, "app-a", "team/app", "1.0")
+    subject = manifest_descriptor(src_registry, "team/app", image)
+    signature = cosign_signature(src_registry, "team/app", image, "first")
+    sbom = artifact(src_registry, "team/app", SPDX, b'{"spdxVersion": "SPDX-2.3"}', subject)
+    sbom_subject = {k: v for k, v in sbom.items() if k != "artifactType"}
+    sbom_signature = artifact(src_registry, "team/app", SIGNATURE_ARTIFACT, b"sig-of-sbom", sbom_subject)
+    index = referrers_index(src_registry, "team/app", image, [sbom])
+    sbom_index = referrers_index(src_registry, "team/app", sbom["digest"], [sbom_signature])
+    return Signed(image, signature, sbom, sbom_signature, index, sbom_index)
+
+
+def tag_of(digest: str, suffix: str = "") -> str:
+    return digest.replace(":", "-") + suffix
+
+
+def test_referrers_arrive_identical_skip_when_unchanged_and_a_new_signature_arrives(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    signed: Signed,
+    oci_images: SampleImages,
+    skopeo_recorder: SkopeoRecorder,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s = src_registry.host
+    cfg = config(f"{s}/team/app:1.0")
+    ledger = str(tmp_path / "l.db")
+
+    code, first = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0, first
+    referrer_tags = [tag_of(signed.image), tag_of(signed.image, ".sig"), tag_of(signed.sbom["digest"])]
+    assert [i["source"] for i in first["items"]] == [f"{s}/team/app:1.0"] + [f"{s}/team/app:{t}" for t in referrer_tags]
+    assert {i["status"] for i in first["items"]} == {"copied"}
+    # Byte for byte: every tag, and the untagged manifests the referrers indexes list.
+    for reference in ["1.0", *referrer_tags, signed.sbom["digest"], signed.sbom_signature["digest"]]:
+        assert dst_registry.get_manifest("team/app", reference) == src_registry.get_manifest("team/app", reference)
+    index = json.loads(dst_registry.get_manifest("team/app", tag_of(signed.image)) or b"")
+    assert index["manifests"][0]["artifactType"] == SPDX, "the descriptors keep artifactType (skopeo would drop it)"
+    # skopeo copied the image only; referrers went through the registry API.
+    assert len(skopeo_recorder.calls()) == 1
+    reasons = dict(sqlite3.connect(ledger).execute("SELECT source, reason FROM outcomes").fetchall())
+    assert reasons[f"{s}/team/app:{tag_of(signed.sbom['digest'])}"] == (
+        f"referrer of {s}/team/app@{signed.sbom['digest']}: not at destination"
+    )
+
+    calls = len(skopeo_recorder.calls())
+    dst_registry.reset_requests()
+    code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and second["counts"] == {"planned": 4, "copied": 0, "skipped": 4, "failed": 0}
+    assert len(skopeo_recorder.calls()) == calls
+    assert [r for r in dst_registry.requests() if r.method not in ("GET", "HEAD")] == []
+
+    # An attestation added to the unchanged image arrives on the next run, alone; a signature
+    # re-signed (cosign appends to the .sig manifest, so its digest changes) is copied again.
+    attestation = cosign_signature(src_registry, "team/app", signed.image, "later", ".att")
+    resigned = cosign_signature(src_registry, "team/app", signed.image, "again")
+    code, third = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert code == 0 and third["counts"] == {"planned": 5, "copied": 2, "skipped": 3, "failed": 0}
+    assert dst_registry.manifest_digest("team/app", tag_of(signed.image, ".att")) == attestation["digest"]
+    assert dst_registry.manifest_digest("team/app", tag_of(signed.image, ".sig")) == resigned["digest"]
+
+
+def test_referrers_off_and_referrer_tags_are_not_tags_of_the_expansion(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    signed: Signed,
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s = src_registry.host
+    code, doc = run_json(capsys, "run", "--config", str(config(f"{s}/team/app:ALL_TAGS", copyReferrers=False)),
+                         "--ledger", str(tmp_path / "l.db"))  # fmt: skip
+    assert code == 0 and [i["source"] for i in doc["items"]] == [f"{s}/team/app:1.0"]
+    assert dst_registry.tags("team/app") == ["1.0"]
+
+
+def test_a_refused_referrer_fails_with_its_cause_and_the_image_still_transfers(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    signed: Signed,
+    config: Callable[..., Path],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refused = f"/v2/team/app/manifests/{tag_of(signed.image, '.sig')}"
+    message = b'{"errors":[{"code":"UNSUPPORTED","message":"Invalid parameter at \'subject\'"}]}'
+
+    def before(request: ProxyRequest) -> ProxyReply | None:
+        if request.method == "PUT" and request.path == refused:
+            return ProxyReply(405, [("Content-Type", "application/json")], message)
+        return None
+
+    proxy = RegistryProxy(dst_registry.host, before=before).start()
+    host = proxy.host
+    try:
+        s = src_registry.host
+        cfg = write_config(
+            sourceType="Public", srcImageList=f"{s}/team/app:1.0", destType="Registry", destRegistry=proxy.host,
+            insecureRegistries=[s, proxy.host],
+        )  # fmt: skip
+        code, doc = run_json(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    finally:
+        proxy.stop()
+    assert code == 1
+    status = {i["source"].rsplit(":", 1)[1]: (i["status"], i["error"]) for i in doc["items"]}
+    assert status["1.0"] == ("copied", None)
+    assert status[tag_of(signed.image)] == ("copied", None)
+    assert status[tag_of(signed.image, ".sig")] == (
+        "failed",
+        f"manifest {host}/team/app:{tag_of(signed.image, '.sig')}: {host} refused the manifest "
+        f"(HTTP 405): {message.decode()}",
+    )
+    assert dst_registry.manifest_digest("team/app", "1.0") == signed.image
