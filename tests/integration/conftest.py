@@ -1,19 +1,23 @@
-"""Integration helpers: a recording skopeo wrapper and a settings-file writer."""
+"""Integration helpers: a recording skopeo wrapper, settings files, secrets and the CLI harness."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ecr_transfer import cli
+from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
 from support.corpus import Corpus
 from support.skopeo_wrapper import Skopeo, install
@@ -73,20 +77,97 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 def config(
     src_registry: LocalRegistry, dst_registry: LocalRegistry, write_config: Callable[..., Path]
 ) -> Callable[..., Path]:
-    """A CLI config file copying `image_list` from src_registry to dst_registry (both plain HTTP)."""
+    """A CLI config file copying `image_list` from src_registry to dst_registry (both plain HTTP).
 
-    def make(image_list: str, **extra: Any) -> Path:
+    `image_list` is the srcImageList text, or a list of `repo:tag` on the source host; `src` and
+    `dst` name other hosts (a proxy, a registry with logins) to copy from and to.
+    """
+
+    def make(image_list: str | Sequence[str], *, src: str | None = None, dst: str | None = None, **extra: Any) -> Path:
+        src_host, dst_host = src or src_registry.host, dst or dst_registry.host
+        images = image_list if isinstance(image_list, str) else "\n".join(f"{src_host}/{r}" for r in image_list)
         settings = {
             "sourceType": "Public",
-            "srcImageList": image_list,
+            "srcImageList": images,
             "destType": "Registry",
-            "destRegistry": dst_registry.host,
-            "insecureRegistries": [src_registry.host, dst_registry.host],
+            "destRegistry": dst_host,
+            "insecureRegistries": [src_host, dst_host],
             **extra,
         }
         return write_config(**settings)
 
     return make
+
+
+@pytest.fixture
+def login_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """A registry login kept where srcCredential/destCredential can name it.
+
+    `login_secret(user, password)` -> `file:PATH` (mode 0600); with `env="NAME"`, `env:NAME`; with
+    `token=...`, a token secret instead of a password.
+    """
+
+    def make(username: str | None = None, password: str | None = None, *, token: str | None = None,
+             env: str | None = None) -> str:  # fmt: skip
+        doc = {k: v for k, v in (("username", username), ("password", password), ("token", token)) if v}
+        if env:
+            monkeypatch.setenv(env, json.dumps(doc))
+            return f"env:{env}"
+        path = tmp_path / f"login-{len(list(tmp_path.glob('login-*')))}.json"
+        path.write_text(json.dumps(doc))
+        path.chmod(0o600)
+        return f"file:{path}"
+
+    return make
+
+
+@dataclass
+class Transfer:
+    """Two fresh registries with the sample images, a config writer and the CLI in-process."""
+
+    src: LocalRegistry
+    dst: LocalRegistry
+    images: SampleImages
+    seed: Callable[..., dict[str, str]]
+    """`seed({"team/app:1": "app-a"}, registry=None)` -> {ref: digest} (pushes to src by default)."""
+    config: Callable[..., Path]
+    """The `config` fixture: `config(image_list, src=None, dst=None, **settings)`."""
+    ledger: Path
+    capsys: pytest.CaptureFixture[str]
+
+    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
+        """`ecr-transfer ARGS --json`: exit code and the JSON printed ({} when nothing was)."""
+        code = cli.main([*args, "--json"])
+        out = self.capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else {}
+
+    def run(self, cfg: Path, *args: str, ledger: Path | str | None = None) -> tuple[int, dict[str, Any]]:
+        return self.cli("run", "--config", str(cfg), "--ledger", str(ledger or self.ledger), *args)
+
+    def plan(self, cfg: Path, *args: str) -> tuple[int, dict[str, Any]]:
+        return self.cli("plan", "--config", str(cfg), *args)
+
+    def rows(self, run_id: str) -> list[sqlite3.Row]:
+        """One run's outcome rows in the ledger."""
+        db = sqlite3.connect(self.ledger)
+        db.row_factory = sqlite3.Row
+        try:
+            return db.execute("SELECT * FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def transfer(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    oci_images: SampleImages,
+    seeded_src: Callable[..., dict[str, str]],
+    config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Transfer:
+    return Transfer(src_registry, dst_registry, oci_images, seeded_src, config, tmp_path / "ledger.db", capsys)
 
 
 @pytest.fixture(autouse=True)

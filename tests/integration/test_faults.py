@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from ecr_transfer import cli, copier
-from ecr_transfer.local.oci import SampleImages
+from ecr_transfer import copier
 from ecr_transfer.local.registry import LocalRegistry
 from ecr_transfer.model import FINAL_STATUSES
 from ecr_transfer.skopeo import CopyRequest
@@ -26,6 +25,8 @@ from support.corpus import Corpus, build_corpus
 from support.faultproxy import FaultProxy, Rule
 from support.runs import count_status, start_cli, wait_for
 from support.skopeo_wrapper import Skopeo
+
+from .conftest import Transfer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -49,51 +50,23 @@ def proxies() -> Iterator[Callable[..., FaultProxy]]:
         proxy.stop()
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = cli.main([*args, "--json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else {}
-
-
-def ledger_rows(ledger: Path, run_id: str) -> list[sqlite3.Row]:
-    """One run's outcome rows."""
-    db = sqlite3.connect(ledger)
-    db.row_factory = sqlite3.Row
-    return db.execute("SELECT * FROM outcomes WHERE run_id = ?", (run_id,)).fetchall()
-
-
-def settings_for(src_host: str, dst_host: str, refs: list[str], **extra: Any) -> dict[str, Any]:
-    return {
-        "sourceType": "Public",
-        "srcImageList": "\n".join(f"{src_host}/{r}" for r in refs),
-        "destType": "Registry",
-        "destRegistry": dst_host,
-        "insecureRegistries": [src_host, dst_host],
-        **extra,
-    }
-
-
 def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
+    transfer: Transfer,
     corpus: Corpus,
     corpus_src: LocalRegistry,
-    dst_registry: LocalRegistry,
     proxies: Callable[..., FaultProxy],
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     faults = {"drop_rate": 0.10, "error_rate": 0.05, "burst_rate": 0.01, "burst_length": 3, "stall_rate": 0.01}
     src = proxies(corpus_src.host, seed=6, stall_seconds=0.5, **faults)
-    dst = proxies(dst_registry.host, seed=60, stall_seconds=0.5, **faults)
+    dst = proxies(transfer.dst.host, seed=60, stall_seconds=0.5, **faults)
     monkeypatch.setenv("ECR_TRANSFER_MAX_ATTEMPTS", "4")
     refs = sorted(corpus.digests)
     assert len(refs) >= 30
-    cfg = write_config(**settings_for(src.host, dst.host, refs, concurrency=8))
-    ledger = tmp_path / "ledger.db"
+    cfg = transfer.config(refs, src=src.host, dst=dst.host, concurrency=8)
 
-    code, first = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+    code, first = transfer.run(cfg)
 
     # The faults really happened, on both sides and of every kind.
     assert src.faults()["drop"] + dst.faults()["drop"] >= 5, (src.faults(), dst.faults())
@@ -102,7 +75,7 @@ def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
     # Every planned image has exactly one final outcome, in the JSON and in the ledger.
     assert first["counts"]["planned"] == len(refs)
     assert sorted(i["source"] for i in first["items"]) == sorted(f"{src.host}/{r}" for r in refs)
-    rows = ledger_rows(ledger, first["run_id"])
+    rows = transfer.rows(first["run_id"])
     assert len(rows) == len(refs) and {r["source"] for r in rows} == {i["source"] for i in first["items"]}
     assert {r["status"] for r in rows} <= FINAL_STATUSES - {"interrupted"}
     copied = [r for r in rows if r["status"] == "copied"]
@@ -113,7 +86,7 @@ def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
         repo_tag = row["source"].split("/", 1)[1]
         repo, tag = repo_tag.rsplit(":", 1)
         assert row["source_digest"] == row["target_digest"] == corpus.digests[repo_tag], row["source"]
-        assert dst_registry.manifest_digest(repo, tag) == corpus.digests[repo_tag], row["source"]
+        assert transfer.dst.manifest_digest(repo, tag) == corpus.digests[repo_tag], row["source"]
     for row in failed:
         # Failed with its cause, and every injected fault was taken as transient (retried to
         # the end): none was mistaken for a permanent error such as "unauthorized".
@@ -125,7 +98,7 @@ def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
     # Faults stop: the next run finishes exactly the failed images and re-copies none of the others.
     src.enabled = dst.enabled = False
     copies_before = len(skopeo.copies())
-    code, second = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+    code, second = transfer.run(cfg)
     assert code == 0, [i for i in second["items"] if i["status"] == "failed"]
     status = {i["source"]: i["status"] for i in second["items"]}
     assert {s for s, st in status.items() if st == "copied"} <= {r["source"] for r in failed}
@@ -133,7 +106,7 @@ def test_run_through_faulty_network_loses_nothing_and_reports_nothing_wrong(
     assert len(skopeo.copies()) - copies_before == status_count(status, "copied")
     for repo_tag, digest in corpus.digests.items():
         repo, tag = repo_tag.rsplit(":", 1)
-        assert dst_registry.manifest_digest(repo, tag) == digest, repo_tag
+        assert transfer.dst.manifest_digest(repo, tag) == digest, repo_tag
 
 
 def status_count(status: dict[str, str], wanted: str) -> int:
@@ -141,39 +114,32 @@ def status_count(status: dict[str, str], wanted: str) -> int:
 
 
 def test_planning_lookups_retry_transient_errors(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
+    transfer: Transfer,
     proxies: Callable[..., FaultProxy],
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    digests = seeded_src(
+    digests = transfer.seed(
         {"a/one:1": "single", "a/two:1": "multi", "b/three:1": "app-a", "b/four:1": "app-b", "all:x": "single"}
     )
-    seeded_src({"a/one:1": "single", "b/three:1": "app-a"}, registry=dst_registry)
+    transfer.seed({"a/one:1": "single", "b/three:1": "app-a"}, registry=transfer.dst)
     src = proxies(
-        src_registry.host,
+        transfer.src.host,
         rules=[
             Rule(r"^HEAD /v2/.+/manifests/", "5xx:instead", times=4),
             Rule(r"^GET /v2/all/tags/list", "drop:before-response"),
         ],
     )
-    dst = proxies(dst_registry.host, retry_after=1, rules=[Rule(r"^HEAD /v2/.+/manifests/", "429", times=2)])
+    dst = proxies(transfer.dst.host, retry_after=1, rules=[Rule(r"^HEAD /v2/.+/manifests/", "429", times=2)])
     # Four injected 503s could all land on one image's lookups: allow that many retries.
     monkeypatch.setenv("ECR_TRANSFER_MAX_ATTEMPTS", "5")
-    cfg = write_config(
-        **settings_for(src.host, dst.host, ["a/one:1", "a/two:1", "b/three:1", "b/four:1", "all:ALL_TAGS"])
-    )
+    cfg = transfer.config(["a/one:1", "a/two:1", "b/three:1", "b/four:1", "all:ALL_TAGS"], src=src.host, dst=dst.host)
 
     started = time.monotonic()
-    code, plan = run_cli(capsys, "plan", "--config", str(cfg))
+    code, plan = transfer.plan(cfg)
     elapsed = time.monotonic() - started
 
-    assert code == 0, capsys.readouterr().err
+    assert code == 0, transfer.capsys.readouterr().err
     assert src.faults() == Counter({"5xx": 4, "drop": 1}) and dst.faults() == Counter({"429": 2})
     got = {i["source"].split("/", 1)[1]: (i["status"], i["reason"], i["source_digest"]) for i in plan["items"]}
     assert got == {
@@ -185,56 +151,49 @@ def test_planning_lookups_retry_transient_errors(
     }
     assert elapsed >= 1.0, "the 429's Retry-After: 1 was not waited for"
 
-    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    code, result = transfer.run(cfg)
     assert code == 0, result
     assert result["counts"] == {"planned": 5, "copied": 3, "skipped": 2, "failed": 0}
     assert sorted(s.split("/", 1)[1] for s in skopeo.copied_targets()) == ["a/two:1", "all:x", "b/four:1"]
 
 
 def test_stalled_transfer_is_killed_after_the_copy_timeout_and_retried(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
+    transfer: Transfer,
     proxies: Callable[..., FaultProxy],
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    digests = seeded_src({"slow/app:1": "app-a"})
+    digests = transfer.seed({"slow/app:1": "app-a"})
     # The first layer download sends half its bytes, then nothing for 30 s: skopeo has no read
     # timeout, so without ours the copy would sit there.
-    src = proxies(src_registry.host, rules=[Rule(r"^GET /v2/slow/app/blobs/", "stall", stall_seconds=30)])
+    src = proxies(transfer.src.host, rules=[Rule(r"^GET /v2/slow/app/blobs/", "stall", stall_seconds=30)])
     monkeypatch.setenv("ECR_TRANSFER_COPY_TIMEOUT", "3")
-    cfg = write_config(**settings_for(src.host, dst_registry.host, ["slow/app:1"]))
+    cfg = transfer.config(["slow/app:1"], src=src.host)
 
     started = time.monotonic()
-    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    code, result = transfer.run(cfg)
 
     assert code == 0, result
     assert src.faults() == Counter({"stall": 1})
     assert 3 <= time.monotonic() - started < 20
-    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    (row,) = transfer.rows(result["run_id"])
     assert (row["status"], row["attempts"], row["target_digest"]) == ("copied", "2", digests["slow/app:1"])
-    assert dst_registry.manifest_digest("slow/app", "1") == digests["slow/app:1"]
+    assert transfer.dst.manifest_digest("slow/app", "1") == digests["slow/app:1"]
     assert len(skopeo.copies()) == 2
 
 
 @pytest.mark.parametrize("side", ["source", "destination"])
 def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
+    transfer: Transfer,
     side: str,
     corpus: Corpus,
     corpus_src: LocalRegistry,
-    dst_registry: LocalRegistry,
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
 ) -> None:
     refs = sorted(corpus.digests)[:8]
-    cfg = write_config(**settings_for(corpus_src.host, dst_registry.host, refs, concurrency=2))
-    ledger = tmp_path / "ledger.db"
-    away = corpus_src if side == "source" else dst_registry
+    cfg = transfer.config(refs, src=corpus_src.host, concurrency=2)
+    ledger = transfer.ledger
+    away = corpus_src if side == "source" else transfer.dst
 
     proc = start_cli(cfg, ledger, delay=0.3)
     assert wait_for(lambda: count_status(ledger, "copied") >= 2, timeout=60)
@@ -254,7 +213,7 @@ def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
         # The report names the image and the cause: the registry refused connections.
         assert "connection refused" in item["error"] and away.host in item["error"], item
         assert item["error"].endswith("(gave up after 3 attempts)"), item
-    assert ledger_rows(ledger, "SELECT * FROM outcomes WHERE status = 'in_progress'") == []
+    assert count_status(ledger, "in_progress") == 0
 
     copies_before = len(skopeo.copies())
     code, second = subprocess_run(cfg, ledger)
@@ -266,7 +225,7 @@ def test_registry_away_mid_run_is_reported_and_the_next_run_finishes(
     assert {i["source"] for i in second["items"] if i["status"] == "skipped"} >= {i["source"] for i in copied}
     for ref in refs:
         repo, tag = ref.rsplit(":", 1)
-        assert dst_registry.manifest_digest(repo, tag) == corpus.digests[ref], ref
+        assert transfer.dst.manifest_digest(repo, tag) == corpus.digests[ref], ref
 
 
 def subprocess_run(cfg: Path, ledger: Path) -> tuple[int, dict[str, Any]]:
@@ -276,75 +235,59 @@ def subprocess_run(cfg: Path, ledger: Path) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_manifest_changed_in_transit_is_not_reported_copied(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
+    transfer: Transfer,
     proxies: Callable[..., FaultProxy],
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    digests = seeded_src({"team/app:1": "single"})
+    digests = transfer.seed({"team/app:1": "single"})
     # skopeo reads the manifest by tag once; this once it arrives valid but altered.
-    src = proxies(src_registry.host, rules=[Rule(r"^GET /v2/team/app/manifests/1$", "tamper")])
-    cfg = write_config(**settings_for(src.host, dst_registry.host, ["team/app:1"]))
+    src = proxies(transfer.src.host, rules=[Rule(r"^GET /v2/team/app/manifests/1$", "tamper")])
+    cfg = transfer.config(["team/app:1"], src=src.host)
 
-    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    code, result = transfer.run(cfg)
 
     assert src.faults() == Counter({"tamper": 1})
-    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    (row,) = transfer.rows(result["run_id"])
     # The altered copy is caught (the source still has the planned digest) and redone.
     assert code == 0, result
     assert (row["status"], row["attempts"]) == ("copied", "2"), dict(row)
     assert row["source_digest"] == row["target_digest"] == digests["team/app:1"]
-    assert dst_registry.manifest_digest("team/app", "1") == digests["team/app:1"]
+    assert transfer.dst.manifest_digest("team/app", "1") == digests["team/app:1"]
     assert "source changed" not in (row["reason"] or "")
 
 
 def test_a_tag_moved_during_the_run_is_copied_as_it_is_now(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    oci_images: SampleImages,
+    transfer: Transfer,
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The counterpart of the test above: a new digest is right when the source really moved.
-    planned = seeded_src({"team/app:1": "app-a"})["team/app:1"]
+    planned = transfer.seed({"team/app:1": "app-a"})["team/app:1"]
     real_copy = copier.skopeo_copy
 
     def move_tag_then_copy(request: CopyRequest, timeout: float | None = None) -> str:
-        seeded_src({"team/app:1": "app-b"})
+        transfer.seed({"team/app:1": "app-b"})
         return real_copy(request, timeout)
 
     monkeypatch.setattr(copier, "skopeo_copy", move_tag_then_copy)
-    cfg = write_config(**settings_for(src_registry.host, dst_registry.host, ["team/app:1"]))
+    cfg = transfer.config(["team/app:1"])
 
-    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+    code, result = transfer.run(cfg)
 
     assert code == 0, result
-    (row,) = ledger_rows(tmp_path / "l.db", result["run_id"])
+    (row,) = transfer.rows(result["run_id"])
     assert (row["status"], row["attempts"]) == ("copied", "1")
-    assert row["source_digest"] == row["target_digest"] == oci_images.app_b.digest
+    assert row["source_digest"] == row["target_digest"] == transfer.images.app_b.digest
     assert row["reason"] == f"not at destination; source changed during the run (planned {planned})"
-    assert dst_registry.manifest_digest("team/app", "1") == oci_images.app_b.digest
+    assert transfer.dst.manifest_digest("team/app", "1") == transfer.images.app_b.digest
 
 
 def test_an_unexpected_error_in_one_copy_fails_that_image_only(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
+    transfer: Transfer,
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    digests = seeded_src({"team/ok:1": "single", "team/bug:1": "app-a"})
+    digests = transfer.seed({"team/ok:1": "single", "team/bug:1": "app-a"})
     real_copy = copier.skopeo_copy
 
     def buggy(request: CopyRequest, timeout: float | None = None) -> str:
@@ -353,14 +296,14 @@ def test_an_unexpected_error_in_one_copy_fails_that_image_only(
         return real_copy(request, timeout)
 
     monkeypatch.setattr(copier, "skopeo_copy", buggy)
-    cfg = write_config(**settings_for(src_registry.host, dst_registry.host, ["team/bug:1", "team/ok:1"]))
-    ledger = tmp_path / "l.db"
+    cfg = transfer.config(["team/bug:1", "team/ok:1"])
+    ledger = transfer.ledger
 
-    code, result = run_cli(capsys, "run", "--config", str(cfg), "--ledger", str(ledger))
+    code, result = transfer.run(cfg)
 
     assert code == 1
     status = {i["source"].split("/", 1)[1]: (i["status"], i["error"]) for i in result["items"]}
     assert status == {"team/bug:1": ("failed", "unexpected error: KeyError: 'digest'"), "team/ok:1": ("copied", None)}
-    assert dst_registry.manifest_digest("team/ok", "1") == digests["team/ok:1"]
+    assert transfer.dst.manifest_digest("team/ok", "1") == digests["team/ok:1"]
     (run,) = sqlite3.connect(ledger).execute("SELECT state FROM runs").fetchall()
     assert run == ("finished",)

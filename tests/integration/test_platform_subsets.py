@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from ecr_transfer.cli import main
 from ecr_transfer.local.oci import Index, Layer, write_index
 from ecr_transfer.local.registry import LocalRegistry
 
-from .conftest import SkopeoRecorder
-from .test_pipeline import run_json
+from .conftest import SkopeoRecorder, Transfer
 
 ARCHES = ("amd64", "arm64", "s390x")
 
@@ -39,27 +37,23 @@ def three_platforms(src_registry: LocalRegistry, tmp_path: Path) -> Index:
 
 
 def test_two_of_three_platforms_under_a_new_index_then_a_no_op_rerun(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    three_platforms: Index,
-    skopeo_recorder: SkopeoRecorder,
-    config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, three_platforms: Index, skopeo_recorder: SkopeoRecorder, tmp_path: Path
 ) -> None:
     index = three_platforms
-    cfg = config(f"{src_registry.host}/team/multi:v1", destPrefix="mirror", platforms=["linux/amd64", "linux/arm64"])
+    cfg = transfer.config(
+        f"{transfer.src.host}/team/multi:v1", destPrefix="mirror", platforms=["linux/amd64", "linux/arm64"]
+    )
     ledger = str(tmp_path / "l.db")
 
-    code, first = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    code, first = transfer.run(cfg, ledger=ledger)
     assert code == 0 and first["counts"]["copied"] == 1, first
 
     # The index at the destination: the source's document with only the two descriptors asked for.
-    written = dst_registry.get_manifest("mirror/team/multi", "v1")
+    written = transfer.dst.get_manifest("mirror/team/multi", "v1")
     assert written is not None
     digest = "sha256:" + hashlib.sha256(written).hexdigest()
-    assert dst_registry.manifest_digest("mirror/team/multi", "v1") == digest != index.digest
-    source_doc = json.loads(src_registry.get_manifest("team/multi", "v1") or b"")
+    assert transfer.dst.manifest_digest("mirror/team/multi", "v1") == digest != index.digest
+    source_doc = json.loads(transfer.src.get_manifest("team/multi", "v1") or b"")
     expected_doc = {
         **source_doc,
         "manifests": [d for d in source_doc["manifests"] if d["platform"]["architecture"] != "s390x"],
@@ -68,13 +62,13 @@ def test_two_of_three_platforms_under_a_new_index_then_a_no_op_rerun(
     # Children byte for byte; the platform left out is not there at all, nor its own blobs.
     for arch in ("amd64", "arm64"):
         child = index.child(("linux", arch))
-        assert dst_registry.get_manifest("mirror/team/multi", child.digest) == src_registry.get_manifest(
+        assert transfer.dst.get_manifest("mirror/team/multi", child.digest) == transfer.src.get_manifest(
             "team/multi", child.digest
         )
-        assert all(dst_registry.blob_exists("mirror/team/multi", b) for b in child.blob_digests)
+        assert all(transfer.dst.blob_exists("mirror/team/multi", b) for b in child.blob_digests)
     s390x = index.child(("linux", "s390x"))
-    assert dst_registry.manifest_digest("mirror/team/multi", s390x.digest) is None
-    assert not dst_registry.blob_exists("mirror/team/multi", s390x.layer_digests[-1])
+    assert transfer.dst.manifest_digest("mirror/team/multi", s390x.digest) is None
+    assert not transfer.dst.blob_exists("mirror/team/multi", s390x.layer_digests[-1])
     # Two skopeo copies by digest, and no index copy by skopeo (it cannot write this index).
     assert len(skopeo_recorder.platform_copies()) == 2 and skopeo_recorder.copies() == []
 
@@ -87,49 +81,54 @@ def test_two_of_three_platforms_under_a_new_index_then_a_no_op_rerun(
 
     # Nothing changed: skipped from the ledger's pairing, no skopeo, no write at the destination.
     calls = len(skopeo_recorder.calls())
-    dst_registry.reset_requests()
-    code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    transfer.dst.reset_requests()
+    code, second = transfer.run(cfg, ledger=ledger)
     assert code == 0 and second["counts"] == {"planned": 1, "copied": 0, "skipped": 1, "failed": 0}
     assert second["items"][0]["target_digest"] == digest
     assert len(skopeo_recorder.calls()) == calls
-    assert [r for r in dst_registry.requests() if r.method not in ("GET", "HEAD")] == []
-    code, third = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    assert [r for r in transfer.dst.requests() if r.method not in ("GET", "HEAD")] == []
+    code, third = transfer.run(cfg, ledger=ledger)
     assert third["counts"]["skipped"] == 1, "a skip keeps the pairing for the run after it"
 
     # Asking for every platform the index has: the source index itself, byte for byte.
-    every = config(f"{src_registry.host}/team/multi:v1", destPrefix="mirror", platforms=[f"linux/{a}" for a in ARCHES])
-    code, fourth = run_json(capsys, "run", "--config", str(every), "--ledger", ledger)
+    every = transfer.config(
+        f"{transfer.src.host}/team/multi:v1", destPrefix="mirror", platforms=[f"linux/{a}" for a in ARCHES]
+    )
+    code, fourth = transfer.run(every, ledger=ledger)
     assert code == 0 and fourth["counts"]["copied"] == 1
-    assert dst_registry.manifest_digest("mirror/team/multi", "v1") == index.digest
+    assert transfer.dst.manifest_digest("mirror/team/multi", "v1") == index.digest
 
 
 def test_changed_platforms_copy_again_and_a_missing_platform_fails_once_with_its_cause(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    three_platforms: Index,
-    config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, three_platforms: Index, tmp_path: Path
 ) -> None:
     ledger = str(tmp_path / "l.db")
-    host = src_registry.host
+    host = transfer.src.host
     assert (
-        main(["run", "--config", str(config(f"{host}/team/multi:v1", platforms="linux/amd64")), "--ledger", ledger])
+        main(
+            [
+                "run",
+                "--config",
+                str(transfer.config(f"{host}/team/multi:v1", platforms="linux/amd64")),
+                "--ledger",
+                ledger,
+            ]
+        )
         == 0
     )
-    capsys.readouterr()
-    one = dst_registry.get_manifest("team/multi", "v1") or b""
+    transfer.capsys.readouterr()
+    one = transfer.dst.get_manifest("team/multi", "v1") or b""
     assert [d["platform"]["architecture"] for d in json.loads(one)["manifests"]] == ["amd64"]
 
     # Same source digest, other platforms: the ledger's pairing no longer holds, the index is rewritten.
-    cfg = config(f"{host}/team/multi:v1", platforms="linux/s390x,linux/amd64")
-    code, result = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    cfg = transfer.config(f"{host}/team/multi:v1", platforms="linux/s390x,linux/amd64")
+    code, result = transfer.run(cfg, ledger=ledger)
     assert code == 0 and result["counts"]["copied"] == 1
-    two = dst_registry.get_manifest("team/multi", "v1") or b""
+    two = transfer.dst.get_manifest("team/multi", "v1") or b""
     assert [d["platform"]["architecture"] for d in json.loads(two)["manifests"]] == ["amd64", "s390x"]
 
-    absent = config(f"{host}/team/multi:v1", platforms=["linux/ppc64le", "windows/amd64"])
-    code, failed = run_json(capsys, "run", "--config", str(absent), "--ledger", ledger)
+    absent = transfer.config(f"{host}/team/multi:v1", platforms=["linux/ppc64le", "windows/amd64"])
+    code, failed = transfer.run(absent, ledger=ledger)
     assert code == 1
     [item] = failed["items"]
     assert item["status"] == "failed"

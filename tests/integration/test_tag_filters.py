@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ecr_transfer.cli import main
-from ecr_transfer.local.oci import OCI_MANIFEST, SampleImages
+from ecr_transfer.local.oci import OCI_MANIFEST
 from ecr_transfer.local.registry import LocalRegistry
 
-from .conftest import SkopeoRecorder
+from .conftest import SkopeoRecorder, Transfer
 
 VERSIONS = [
     "0.9.0", "1.23.4", "1.24.0", "v1.24.9", "1.25", "1.25.0", "1.25.1", "v1.25.2", "1.25.3-alpine",
@@ -48,33 +47,27 @@ def plan_json(capsys: pytest.CaptureFixture[str], cfg: Path) -> dict[str, Any]:
 
 
 def test_filters_select_versions_explicit_tags_always_transfer(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    oci_images: SampleImages,
-    skopeo_recorder: SkopeoRecorder,
-    config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, skopeo_recorder: SkopeoRecorder, tmp_path: Path
 ) -> None:
     digests = [
-        src_registry.push(oci_images.layout, "app-a", "team/app", "keep"),
-        src_registry.push(oci_images.layout, "app-b", "team/app", "seed-b"),
+        transfer.src.push(transfer.images.layout, "app-a", "team/app", "keep"),
+        transfer.src.push(transfer.images.layout, "app-b", "team/app", "seed-b"),
     ]
-    manifests = [src_registry.get_manifest("team/app", t) or b"" for t in ("keep", "seed-b")]
-    put_tags(src_registry, "team/app", manifests, TAGS)
-    assert len(src_registry.tags("team/app")) == len(TAGS) + 2 == 36
+    manifests = [transfer.src.get_manifest("team/app", t) or b"" for t in ("keep", "seed-b")]
+    put_tags(transfer.src, "team/app", manifests, TAGS)
+    assert len(transfer.src.tags("team/app")) == len(TAGS) + 2 == 36
     digest_of = {tag: digests[n % 2] for n, tag in enumerate(TAGS)}
     kept = ["1.27", "1.27.0", "1.27.1", "v1.26.2"]  # the newest 4 in range, in the tag list's order
-    s = src_registry.host
+    s = transfer.src.host
     # 0.9.0 is written explicitly: transferred although every filter would drop it.
-    cfg = config(
+    cfg = transfer.config(
         f"{s}/team/app:ALL_TAGS\n{s}/team/app:0.9.0",
         tagExclude=[r".*-alpine", "seed-.*"],
         tagSemver=">=1.25.0 <2",
         tagLatest=4,
     )
 
-    doc = plan_json(capsys, cfg)
+    doc = plan_json(transfer.capsys, cfg)
     planned = [i["source"] for i in doc["items"]]
     assert planned == [f"{s}/team/app:{t}" for t in [*kept, "0.9.0"]]
     assert {i["status"] for i in doc["items"]} == {"copy"}
@@ -104,7 +97,7 @@ def test_filters_select_versions_explicit_tags_always_transfer(
     assert reasons["1.26.0"] == "tagLatest: not among the newest 4"
 
     assert main(["plan", "--config", str(cfg)]) == 0
-    table = capsys.readouterr().out
+    table = transfer.capsys.readouterr().out
     assert table.splitlines()[:2] == [
         f"{s}/team/app:ALL_TAGS: 36 tags; tagExclude 36 -> 33, tagSemver 33 -> 10, tagLatest 10 -> 4",
         "31 tags filtered out (plan --json lists each with its reason)",
@@ -112,37 +105,32 @@ def test_filters_select_versions_explicit_tags_always_transfer(
 
     ledger = str(tmp_path / "ledger.db")
     assert main(["run", "--config", str(cfg), "--ledger", ledger, "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = json.loads(transfer.capsys.readouterr().out)
     assert result["counts"] == {"planned": 5, "copied": 5, "skipped": 0, "failed": 0}
-    assert sorted(dst_registry.tags("team/app")) == sorted([*kept, "0.9.0"])
+    assert sorted(transfer.dst.tags("team/app")) == sorted([*kept, "0.9.0"])
     for tag in [*kept, "0.9.0"]:
-        assert dst_registry.manifest_digest("team/app", tag) == digest_of[tag]
+        assert transfer.dst.manifest_digest("team/app", tag) == digest_of[tag]
     assert len(skopeo_recorder.copies()) == 5
 
     # Incremental: the filtered selection is stable, the rerun copies nothing.
     calls = len(skopeo_recorder.calls())
     assert main(["run", "--config", str(cfg), "--ledger", ledger, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["counts"]["skipped"] == 5
+    assert json.loads(transfer.capsys.readouterr().out)["counts"]["skipped"] == 5
     assert len(skopeo_recorder.calls()) == calls
 
 
-def test_include_patterns_from_text_and_no_filter_means_every_tag(
-    src_registry: LocalRegistry,
-    oci_images: SampleImages,
-    config: Callable[..., Path],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    src_registry.push(oci_images.layout, "single", "team/app", "seed")
-    put_tags(src_registry, "team/app", [src_registry.get_manifest("team/app", "seed") or b""], TAGS)
-    s = src_registry.host
+def test_include_patterns_from_text_and_no_filter_means_every_tag(transfer: Transfer) -> None:
+    transfer.src.push(transfer.images.layout, "single", "team/app", "seed")
+    put_tags(transfer.src, "team/app", [transfer.src.get_manifest("team/app", "seed") or b""], TAGS)
+    s = transfer.src.host
     # The form an environment variable or stack parameter takes: one string, commas inside {} kept.
-    cfg = config(f"{s}/team/app:ALL_TAGS", tagInclude=r"v?1\.2[67](\.[0-9]{1,2})?, stable")
-    doc = plan_json(capsys, cfg)
+    cfg = transfer.config(f"{s}/team/app:ALL_TAGS", tagInclude=r"v?1\.2[67](\.[0-9]{1,2})?, stable")
+    doc = plan_json(transfer.capsys, cfg)
     assert sorted(i["source"].rsplit(":", 1)[1] for i in doc["items"]) == sorted(
         ["1.26.0", "1.26.1", "v1.26.2", "1.27", "1.27.0", "1.27.1", "stable"]
     )
     assert doc["selection"][0]["after"] == [{"filter": "tagInclude", "kept": 7}]
 
-    unfiltered = plan_json(capsys, config(f"{s}/team/app:ALL_TAGS"))
+    unfiltered = plan_json(transfer.capsys, transfer.config(f"{s}/team/app:ALL_TAGS"))
     assert len(unfiltered["items"]) == len(TAGS) + 1
     assert unfiltered["filtered"] == [] and unfiltered["selection"] == []
