@@ -25,9 +25,8 @@ from support.artifacts import (
     referrers_index,
 )
 
-from .conftest import SkopeoRecorder
+from .conftest import SkopeoRecorder, Transfer
 from .registry_proxy import ProxyReply, ProxyRequest, RegistryProxy
-from .test_pipeline import run_json
 
 
 @dataclass(frozen=True)
@@ -59,28 +58,21 @@ def tag_of(digest: str, suffix: str = "") -> str:
 
 
 def test_referrers_arrive_identical_skip_when_unchanged_and_a_new_signature_arrives(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    signed: Signed,
-    oci_images: SampleImages,
-    skopeo_recorder: SkopeoRecorder,
-    config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, signed: Signed, skopeo_recorder: SkopeoRecorder, tmp_path: Path
 ) -> None:
-    s = src_registry.host
-    cfg = config(f"{s}/team/app:1.0")
+    s = transfer.src.host
+    cfg = transfer.config(f"{s}/team/app:1.0")
     ledger = str(tmp_path / "l.db")
 
-    code, first = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    code, first = transfer.run(cfg, ledger=ledger)
     assert code == 0, first
     referrer_tags = [tag_of(signed.image), tag_of(signed.image, ".sig"), tag_of(signed.sbom["digest"])]
     assert [i["source"] for i in first["items"]] == [f"{s}/team/app:1.0"] + [f"{s}/team/app:{t}" for t in referrer_tags]
     assert {i["status"] for i in first["items"]} == {"copied"}
     # Byte for byte: every tag, and the untagged manifests the referrers indexes list.
     for reference in ["1.0", *referrer_tags, signed.sbom["digest"], signed.sbom_signature["digest"]]:
-        assert dst_registry.get_manifest("team/app", reference) == src_registry.get_manifest("team/app", reference)
-    index = json.loads(dst_registry.get_manifest("team/app", tag_of(signed.image)) or b"")
+        assert transfer.dst.get_manifest("team/app", reference) == transfer.src.get_manifest("team/app", reference)
+    index = json.loads(transfer.dst.get_manifest("team/app", tag_of(signed.image)) or b"")
     assert index["manifests"][0]["artifactType"] == SPDX, "the descriptors keep artifactType (skopeo would drop it)"
     # skopeo copied the image only; referrers went through the registry API.
     assert len(skopeo_recorder.calls()) == 1
@@ -90,45 +82,34 @@ def test_referrers_arrive_identical_skip_when_unchanged_and_a_new_signature_arri
     )
 
     calls = len(skopeo_recorder.calls())
-    dst_registry.reset_requests()
-    code, second = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    transfer.dst.reset_requests()
+    code, second = transfer.run(cfg, ledger=ledger)
     assert code == 0 and second["counts"] == {"planned": 4, "copied": 0, "skipped": 4, "failed": 0}
     assert len(skopeo_recorder.calls()) == calls
-    assert [r for r in dst_registry.requests() if r.method not in ("GET", "HEAD")] == []
+    assert [r for r in transfer.dst.requests() if r.method not in ("GET", "HEAD")] == []
 
     # An attestation added to the unchanged image arrives on the next run, alone; a signature
     # re-signed (cosign appends to the .sig manifest, so its digest changes) is copied again.
-    attestation = cosign_signature(src_registry, "team/app", signed.image, "later", ".att")
-    resigned = cosign_signature(src_registry, "team/app", signed.image, "again")
-    code, third = run_json(capsys, "run", "--config", str(cfg), "--ledger", ledger)
+    attestation = cosign_signature(transfer.src, "team/app", signed.image, "later", ".att")
+    resigned = cosign_signature(transfer.src, "team/app", signed.image, "again")
+    code, third = transfer.run(cfg, ledger=ledger)
     assert code == 0 and third["counts"] == {"planned": 5, "copied": 2, "skipped": 3, "failed": 0}
-    assert dst_registry.manifest_digest("team/app", tag_of(signed.image, ".att")) == attestation["digest"]
-    assert dst_registry.manifest_digest("team/app", tag_of(signed.image, ".sig")) == resigned["digest"]
+    assert transfer.dst.manifest_digest("team/app", tag_of(signed.image, ".att")) == attestation["digest"]
+    assert transfer.dst.manifest_digest("team/app", tag_of(signed.image, ".sig")) == resigned["digest"]
 
 
 def test_referrers_off_and_referrer_tags_are_not_tags_of_the_expansion(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    signed: Signed,
-    config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, signed: Signed, tmp_path: Path
 ) -> None:
-    s = src_registry.host
-    code, doc = run_json(capsys, "run", "--config", str(config(f"{s}/team/app:ALL_TAGS", copyReferrers=False)),
+    s = transfer.src.host
+    code, doc = transfer.cli("run", "--config", str(transfer.config(f"{s}/team/app:ALL_TAGS", copyReferrers=False)),
                          "--ledger", str(tmp_path / "l.db"))  # fmt: skip
     assert code == 0 and [i["source"] for i in doc["items"]] == [f"{s}/team/app:1.0"]
-    assert dst_registry.tags("team/app") == ["1.0"]
+    assert transfer.dst.tags("team/app") == ["1.0"]
 
 
 def test_a_refused_referrer_fails_with_its_cause_and_the_image_still_transfers(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    signed: Signed,
-    config: Callable[..., Path],
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    transfer: Transfer, signed: Signed, write_config: Callable[..., Path]
 ) -> None:
     refused = f"/v2/team/app/manifests/{tag_of(signed.image, '.sig')}"
     message = b'{"errors":[{"code":"UNSUPPORTED","message":"Invalid parameter at \'subject\'"}]}'
@@ -138,15 +119,15 @@ def test_a_refused_referrer_fails_with_its_cause_and_the_image_still_transfers(
             return ProxyReply(405, [("Content-Type", "application/json")], message)
         return None
 
-    proxy = RegistryProxy(dst_registry.host, before=before).start()
+    proxy = RegistryProxy(transfer.dst.host, before=before).start()
     host = proxy.host
     try:
-        s = src_registry.host
+        s = transfer.src.host
         cfg = write_config(
             sourceType="Public", srcImageList=f"{s}/team/app:1.0", destType="Registry", destRegistry=proxy.host,
             insecureRegistries=[s, proxy.host],
         )  # fmt: skip
-        code, doc = run_json(capsys, "run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"))
+        code, doc = transfer.run(cfg)
     finally:
         proxy.stop()
     assert code == 1
@@ -158,4 +139,4 @@ def test_a_refused_referrer_fails_with_its_cause_and_the_image_still_transfers(
         f"manifest {host}/team/app:{tag_of(signed.image, '.sig')}: {host} refused the manifest "
         f"(HTTP 405): {message.decode()}",
     )
-    assert dst_registry.manifest_digest("team/app", "1.0") == signed.image
+    assert transfer.dst.manifest_digest("team/app", "1.0") == signed.image
