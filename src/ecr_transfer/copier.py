@@ -115,7 +115,7 @@ class Copier:
         all_platforms = self.context.settings.include_untagged
         # A signature, SBOM or referrers index: its exact bytes through the registry API, never skopeo.
         exact = is_referrer_tag(dst.tag)
-        subset = None if exact else self._subset(src, dst, expected)
+        subset = None if exact else self._subset(src, dst, expected) or self._kept_exactly(src, expected)
         target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
             request = partial(
@@ -167,6 +167,13 @@ class Copier:
             # With --all the copy is byte for byte, so a new digest means the source tag moved
             # during the run, or the manifest changed in transit. Only the first is a copy.
             now_at_source = self.context.source.digests([src])[0]
+            if now_at_source == expected:
+                # The source did not move: skopeo changed the bytes, and would on every run.
+                raise PermanentError(
+                    f"digest mismatch after copy: skopeo wrote {written} for {expected}, which it rewrites "
+                    "(a schema 1 manifest pushed under another repository name is re-signed; an index whose "
+                    "descriptors carry artifactType loses it); not retried"
+                )
             if now_at_source != written:
                 raise TransientError(
                     f"digest mismatch after copy: copied {written} to {item.target}, but the source has {now_at_source}"
@@ -212,6 +219,18 @@ class Copier:
         subset = subsets.select(body, wanted, what=f"{src.registry}/{src.repository}@{digest}")
         return None if subset is None or subset.whole else subset
 
+    def _kept_exactly(self, src: ImageRef, digest: str) -> Subset | None:
+        """An index skopeo would rewrite, to be written as it is (subsets.kept_exactly), else None."""
+        if not self.context.settings.include_untagged or src.registry == DOCKER_HUB:
+            # Docker Hub: reading the index costs a pull; if skopeo rewrites it, the check after
+            # the copy says so once, as a permanent failure.
+            return None
+        try:
+            body = self.context.clients.get(src.registry).get_manifest(src.repository, digest)
+        except TransferError:
+            return None  # skopeo's own copy reports what is wrong
+        return subsets.kept_exactly(body) if body is not None else None
+
     def _copy_subset(
         self,
         src: ImageRef,
@@ -222,7 +241,12 @@ class Copier:
         request: Callable[..., CopyRequest],
     ) -> str:
         """The chosen children by digest (skopeo, byte for byte), then the narrowed index PUT by tag."""
-        self._copy_children(src, digest, target, list(subset.children), request, max(1, self._platform_copies))
+        images = [c for c in subset.children if c not in subset.artifacts]
+        self._copy_children(src, digest, target, images, request, max(1, self._platform_copies))
+        for child in subset.artifacts:
+            source, destination = self.context.clients.get(src.registry), self.context.clients.get(dst.registry)
+            if destination.head_manifest(dst.repository, child) is None:
+                copy_exact(source, destination, src.repository, dst.repository, child)
         if self._stopping():
             raise TransientError("the run is stopping: the index is not written")
         self.context.before_copy(src, dst)

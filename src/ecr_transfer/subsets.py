@@ -78,6 +78,8 @@ class Subset:
     digest: str
     whole: bool
     """Every child is wanted: copy the source index as it is (its own digest, no new index)."""
+    artifacts: tuple[str, ...] = ()
+    """Children whose descriptor carries `artifactType` (attestations, SBOMs): copied exactly, not by skopeo."""
 
 
 def select(body: bytes, platforms: Sequence[str], *, media_type: str | None = None, what: str = "") -> Subset | None:
@@ -120,4 +122,30 @@ def select(body: bytes, platforms: Sequence[str], *, media_type: str | None = No
         media_type=kind,
         digest="sha256:" + hashlib.sha256(new).hexdigest(),
         whole=whole,
+    )
+
+
+def kept_exactly(body: bytes, media_type: str | None = None) -> Subset | None:
+    """An index skopeo 1.9.3 would rewrite (a descriptor carries `artifactType`, which it drops, so the
+    digest changes and every later run would see a mismatch): the whole index, to PUT as it is.
+    None for any other manifest."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or (doc.get("mediaType") or media_type or OCI_INDEX) not in INDEX_TYPES:
+        return None
+    descriptors = doc.get("manifests")
+    if not isinstance(descriptors, list) or not all(isinstance(d, dict) and "digest" in d for d in descriptors):
+        return None
+    artifacts = tuple(str(d["digest"]) for d in descriptors if "artifactType" in d)
+    if not artifacts:
+        return None
+    return Subset(
+        children=tuple(dict.fromkeys(str(d["digest"]) for d in descriptors)),
+        body=body,
+        media_type=str(doc.get("mediaType") or media_type or OCI_INDEX),
+        digest="sha256:" + hashlib.sha256(body).hexdigest(),
+        whole=True,
+        artifacts=artifacts,
     )

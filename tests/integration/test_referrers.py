@@ -140,3 +140,34 @@ def test_a_refused_referrer_fails_with_its_cause_and_the_image_still_transfers(
         f"(HTTP 405): {message.decode()}",
     )
     assert transfer.dst.manifest_digest("team/app", "1.0") == signed.image
+
+
+def test_an_index_whose_descriptors_carry_artifact_type_keeps_its_digest(
+    transfer: Transfer, skopeo_recorder: SkopeoRecorder, tmp_path: Path
+) -> None:
+    """skopeo 1.9.3 drops `artifactType` from index descriptors (a new digest on every run): the
+    platforms go by skopeo, the attestation and the index itself byte for byte."""
+    from ecr_transfer.local.oci import OCI_INDEX, Layer, write_index
+    from support.artifacts import push_manifest
+
+    src, dst = transfer.src, transfer.dst
+    platforms = write_index(
+        tmp_path / "layout", "multi", {("linux", a): [Layer.text(f"{a}.txt", a)] for a in ("amd64", "arm64")}
+    )
+    src.push(tmp_path / "layout", "multi", "team/tool", "base")
+    amd64 = manifest_descriptor(src, "team/tool", platforms.children[0].digest)
+    attestation = artifact(src, "team/tool", "application/vnd.in-toto+json", b'{"_type": "stmt"}', amd64)
+    source_index = json.loads(src.get_manifest("team/tool", "base") or b"")
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*source_index["manifests"], attestation]}
+    pushed = push_manifest(src, "team/tool", doc, "v2")
+    cfg = transfer.config(f"{src.host}/team/tool:v2")
+
+    code, first = transfer.run(cfg)
+    assert code == 0 and first["counts"]["copied"] == 1, first
+    assert dst.get_manifest("team/tool", "v2") == src.get_manifest("team/tool", "v2")
+    assert dst.manifest_digest("team/tool", "v2") == pushed["digest"]
+    assert dst.get_manifest("team/tool", attestation["digest"]) is not None
+    assert len(skopeo_recorder.platform_copies()) == 2 and skopeo_recorder.copies() == []
+
+    code, second = transfer.run(cfg)
+    assert code == 0 and second["counts"]["skipped"] == 1
