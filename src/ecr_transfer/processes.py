@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -49,3 +50,15 @@ def remove_stale_tempdirs() -> list[Path]:
                 shutil.rmtree(directory, ignore_errors=True)
                 removed.append(directory)
     return removed
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -123,7 +123,10 @@ def login_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
 
 @dataclass
 class Transfer:
-    """Two fresh registries with the sample images, a config writer and the CLI in-process."""
+    """Two fresh registries with the sample images, a config writer and the CLI in-process.
+
+    It carries the fixtures end-to-end tests keep asking for together, so a test names one.
+    """
 
     src: LocalRegistry
     dst: LocalRegistry
@@ -134,6 +137,14 @@ class Transfer:
     """The `config` fixture: `config(image_list, src=None, dst=None, **settings)`."""
     ledger: Path
     capsys: pytest.CaptureFixture[str]
+    write_config: Callable[..., Path]
+    """The `write_config` fixture: any settings, no defaults."""
+    registries: Callable[..., LocalRegistry]
+    """The `registry_factory` fixture: `registries(auth=("user", "password"))` for more registries."""
+    secret: Callable[..., str]
+    """The `login_secret` fixture."""
+    tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
 
     def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
         """`ecr-transfer ARGS --json`: exit code and the JSON printed ({} when nothing was)."""
@@ -164,10 +175,27 @@ def transfer(
     oci_images: SampleImages,
     seeded_src: Callable[..., dict[str, str]],
     config: Callable[..., Path],
+    write_config: Callable[..., Path],
+    registry_factory: Callable[..., LocalRegistry],
+    login_secret: Callable[..., str],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Transfer:
-    return Transfer(src_registry, dst_registry, oci_images, seeded_src, config, tmp_path / "ledger.db", capsys)
+    return Transfer(
+        src=src_registry,
+        dst=dst_registry,
+        images=oci_images,
+        seed=seeded_src,
+        config=config,
+        ledger=tmp_path / "ledger.db",
+        capsys=capsys,
+        write_config=write_config,
+        registries=registry_factory,
+        secret=login_secret,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+    )
 
 
 @pytest.fixture(autouse=True)

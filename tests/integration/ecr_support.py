@@ -37,6 +37,7 @@ from botocore.exceptions import ClientError
 from ecr_transfer.ecr.hosts import registry_host
 from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
+from ecr_transfer.processes import stop_process
 from ecr_transfer.settings import Settings, from_mapping
 
 from .registry_proxy import ProxyReply, ProxyRequest, RegistryProxy
@@ -248,7 +249,11 @@ class EcrPair:
     images: SampleImages
 
     def settings(self, **extra: Any) -> Settings:
-        raw: dict[str, Any] = {
+        return from_mapping(self.raw_settings(**extra))
+
+    def raw_settings(self, **extra: Any) -> dict[str, Any]:
+        """ECR account A (us-east-1, every repository) to account B (cn-north-1), as a config file has it."""
+        return {
             "sourceType": "Amazon_ECR",
             "srcRegion": "us-east-1",
             "srcList": "ALL",
@@ -259,7 +264,6 @@ class EcrPair:
             "insecureRegistries": [self.a.address, self.b.address],
             **extra,
         }
-        return from_mapping(raw)
 
 
 @contextlib.contextmanager
@@ -292,11 +296,7 @@ def moto_server_on(host: str = "127.0.0.1") -> Iterator[MotoServer]:
     try:
         yield MotoServer(url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -47,15 +47,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def config_for(write_config: Callable[..., Path], src: LocalRegistry, dst: LocalRegistry, refs: list[str]) -> Path:
-    return write_config(
-        sourceType="Public",
-        srcImageList="\n".join(f"{src.host}/{r}" for r in refs),
-        destType="Registry",
-        destRegistry=dst.host,
-        insecureRegistries=[src.host, dst.host],
-        concurrency=2,
-    )
+@pytest.fixture
+def cfg(corpus: Corpus, corpus_src: LocalRegistry, config: Callable[..., Path]) -> Path:
+    """The whole corpus, from corpus_src to dst_registry, two copies at a time."""
+    return config(sorted(corpus.digests), src=corpus_src.host, concurrency=2)
 
 
 def kill_mid_run(
@@ -106,14 +101,8 @@ def check_second_run(
 
 
 def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
-    corpus: Corpus,
-    corpus_src: LocalRegistry,
-    dst_registry: LocalRegistry,
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
+    corpus: Corpus, dst_registry: LocalRegistry, skopeo: Skopeo, tmp_path: Path, cfg: Path
 ) -> None:
-    cfg = config_for(write_config, corpus_src, dst_registry, sorted(corpus.digests))
     ledger = tmp_path / "ledger.db"
 
     proc, _ = kill_mid_run(lambda p: p.send_signal(signal.SIGKILL), cfg, ledger, corpus, skopeo)
@@ -162,10 +151,9 @@ def test_graceful_stop_records_every_image_and_releases_the_ledger(
     corpus_src: LocalRegistry,
     dst_registry: LocalRegistry,
     skopeo: Skopeo,
-    write_config: Callable[..., Path],
     tmp_path: Path,
+    cfg: Path,
 ) -> None:
-    cfg = config_for(write_config, corpus_src, dst_registry, sorted(corpus.digests))
     ledger = tmp_path / "ledger.db"
 
     started = time.monotonic()

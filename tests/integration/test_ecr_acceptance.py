@@ -18,7 +18,7 @@ from ecr_transfer.cli import main
 from ecr_transfer.ledger.dynamodb import table_definition
 
 from .conftest import SkopeoRecorder
-from .ecr_support import ACCOUNT_B, ApiCalls, EcrPair, MotoServer
+from .ecr_support import ApiCalls, EcrPair, MotoServer
 
 pytest_plugins = ["integration.ecr_fixtures"]
 
@@ -51,17 +51,7 @@ def test_ecr_to_china_ecr_with_dynamodb_ledger(
     want = {f"{repo}:{tag}": a.publish(images.layout, sample, repo, tag) for (repo, tag), sample in IMAGES.items()}
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     ddb.create_table(**table_definition(TABLE))
-    settings = ecr_pair.settings()
-    config = write_config(
-        sourceType="Amazon_ECR",
-        srcRegion="us-east-1",
-        srcList="ALL",
-        destRegion="cn-north-1",
-        destAccountId=ACCOUNT_B,
-        destCredential=settings.dest_credential,
-        registryEndpoints=dict(settings.registry_endpoints),
-        insecureRegistries=list(settings.insecure_registries),
-    )
+    config = write_config(**ecr_pair.raw_settings())
     api = ApiCalls(monkeypatch)
     args = ("run", "--config", str(config), "--ledger", f"dynamodb://{TABLE}")
 
@@ -86,9 +76,9 @@ def test_ecr_to_china_ecr_with_dynamodb_ledger(
     first_calls = dict(api.calls)
     # Neither the China keys nor a registry token ended up in the ledger or on a command line.
     secret = json.loads(
-        boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(SecretId=settings.dest_credential)[
-            "SecretString"
-        ]
+        boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(
+            SecretId=ecr_pair.settings().dest_credential
+        )["SecretString"]
     )
     everything = json.dumps(ddb.scan(TableName=TABLE)["Items"]) + json.dumps(skopeo_recorder.calls())
     for value in (secret["access_key_id"], secret["secret_access_key"], "auth-token"):

@@ -4,54 +4,45 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ecr_transfer.cli import main
-from ecr_transfer.local.oci import SampleImages
-from ecr_transfer.local.registry import LocalRegistry
 from support.credhelper import install_helper
 from support.runs import start_cli
 from support.skopeo_wrapper import Skopeo
 from support.tls import TlsRegistry, make_ca
 
+from .conftest import Transfer
+
 
 @pytest.mark.parametrize("style", ["credHelpers", "credsStore"])
 def test_a_login_kept_by_a_credential_helper_is_used_by_both_halves(
-    style: str,
-    registry_factory: Callable[..., LocalRegistry],
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    style: str, transfer: Transfer, skopeo: Skopeo
 ) -> None:
-    src = registry_factory(auth=("alice", "helper-Pa55"))
-    digests = seeded_src({"team/app:1": "single", "team/app:2": "app-a"}, registry=src)
-    helper = install_helper(tmp_path / "bin", monkeypatch)
+    src = transfer.registries(auth=("alice", "helper-Pa55"))
+    digests = transfer.seed({"team/app:1": "single", "team/app:2": "app-a"}, registry=src)
+    helper = install_helper(transfer.tmp_path / "bin", transfer.monkeypatch)
     helper.holds(src.host, "alice", "helper-Pa55")
     docker = Path(os.environ["DOCKER_CONFIG"])
     docker.mkdir(parents=True, exist_ok=True)
     entry = {"credHelpers": {src.host: "test"}} if style == "credHelpers" else {"credsStore": "test"}
     (docker / "config.json").write_text(json.dumps({"auths": {src.host: {}}, **entry}))
-    cfg = write_config(
+    cfg = transfer.write_config(
         sourceType="Public",
         srcImageList=f"{src.host}/team/app:1\n{src.host}/team/app:2",
         destType="Registry",
-        destRegistry=dst_registry.host,
-        insecureRegistries=[src.host, dst_registry.host],
+        destRegistry=transfer.dst.host,
+        insecureRegistries=[src.host, transfer.dst.host],
     )
 
-    code = main(["run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"), "--json"])
-    result = json.loads(capsys.readouterr().out)
+    code = main(["run", "--config", str(cfg), "--ledger", str(transfer.tmp_path / "l.db"), "--json"])
+    result = json.loads(transfer.capsys.readouterr().out)
 
     assert code == 0, result
     assert [i["status"] for i in result["items"]] == ["copied", "copied"]
-    assert dst_registry.manifest_digest("team/app", "2") == digests["team/app:2"]
+    assert transfer.dst.manifest_digest("team/app", "2") == digests["team/app:2"]
     # Asked once for the run, only about the host it needed (not the destination: credsStore
     # answers "not found" for it, once).
     assert helper.calls().count(["get", src.host]) == 1
@@ -61,27 +52,21 @@ def test_a_login_kept_by_a_credential_helper_is_used_by_both_halves(
     assert all("helper-Pa55" not in " ".join(r["argv"]) for r in records)  # type: ignore[arg-type]
 
 
-def test_an_insecure_https_registry_is_warned_about_once(
-    oci_images: SampleImages,
-    dst_registry: LocalRegistry,
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    src = TlsRegistry(make_ca(tmp_path / "ca")).start()
+def test_an_insecure_https_registry_is_warned_about_once(transfer: Transfer, skopeo: Skopeo) -> None:
+    src = TlsRegistry(make_ca(transfer.tmp_path / "ca")).start()
     host = src.host
     try:
         tags = [str(n) for n in range(6)]
         for tag in tags:
-            src.push(oci_images.layout, "single", "team/app", tag)
-        cfg = write_config(
+            src.push(transfer.images.layout, "single", "team/app", tag)
+        cfg = transfer.write_config(
             sourceType="Public",
             srcImageList="\n".join(f"{src.host}/team/app:{t}" for t in tags),
             destType="Registry",
-            destRegistry=dst_registry.host,
-            insecureRegistries=[src.host, dst_registry.host],
+            destRegistry=transfer.dst.host,
+            insecureRegistries=[src.host, transfer.dst.host],
         )
-        proc = start_cli(cfg, tmp_path / "l.db")
+        proc = start_cli(cfg, transfer.tmp_path / "l.db")
         out, err = proc.communicate(timeout=120)
     finally:
         src.stop()

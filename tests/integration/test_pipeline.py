@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ecr_transfer.cli import main
-from ecr_transfer.local.registry import LocalRegistry
 
 from .conftest import SkopeoRecorder, Transfer
 
@@ -133,20 +131,17 @@ def test_unreachable_destination_is_transient_and_retried(transfer: Transfer, sk
 
 
 def test_logins_from_a_file_and_an_env_secret_reach_both_registries_and_nothing_shows_them(
-    transfer: Transfer,
-    registry_factory: Callable[..., LocalRegistry],
-    login_secret: Callable[..., str],
-    skopeo_recorder: SkopeoRecorder,
+    transfer: Transfer, skopeo_recorder: SkopeoRecorder
 ) -> None:
-    src = registry_factory(auth=("alice", "src-Pa55-word"))
-    dst = registry_factory(auth=("bob", "dst-Pa55-word"))
+    src = transfer.registries(auth=("alice", "src-Pa55-word"))
+    dst = transfer.registries(auth=("bob", "dst-Pa55-word"))
     digests = transfer.seed({"private/app:1": "multi"}, registry=src)
     cfg = transfer.config(
         ["private/app:1"],
         src=src.host,
         dst=dst.host,
-        srcCredential=login_secret("alice", "src-Pa55-word"),
-        destCredential=login_secret("bob", "dst-Pa55-word", env="DEST_LOGIN"),
+        srcCredential=transfer.secret("alice", "src-Pa55-word"),
+        destCredential=transfer.secret("bob", "dst-Pa55-word", env="DEST_LOGIN"),
     )
     ledger = transfer.ledger
     code, result = transfer.run(cfg)
@@ -163,15 +158,10 @@ def test_logins_from_a_file_and_an_env_secret_reach_both_registries_and_nothing_
     assert not Path(argv[argv.index("--authfile") + 1]).exists()
 
 
-def test_wrong_credentials_fail_without_retries(
-    transfer: Transfer,
-    registry_factory: Callable[..., LocalRegistry],
-    login_secret: Callable[..., str],
-    skopeo_recorder: SkopeoRecorder,
-) -> None:
-    src = registry_factory(auth=("alice", "right"))
+def test_wrong_credentials_fail_without_retries(transfer: Transfer, skopeo_recorder: SkopeoRecorder) -> None:
+    src = transfer.registries(auth=("alice", "right"))
     transfer.seed({"private/app:1": "single"}, registry=src)
-    secret = login_secret("alice", "wrong", env="SRC_LOGIN")
+    secret = transfer.secret("alice", "wrong", env="SRC_LOGIN")
     code, result = transfer.run(transfer.config(["private/app:1"], src=src.host, srcCredential=secret))
     assert code == 1
     assert result["items"][0]["error"] == (

@@ -14,7 +14,7 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ import pytest
 from ecr_transfer import cli
 from ecr_transfer.cloud.lister import list_images
 from ecr_transfer.ledger.sqlite import SQLiteLedger
-from ecr_transfer.local.registry import LocalRegistry
 from support.runs import start_cli
 from support.skopeo_wrapper import Skopeo, install
 
+from .conftest import Transfer
 from .ecr_support import ACCOUNT_A, ACCOUNT_B, SECRET, EcrEmulator, EcrPair, MotoServer
 
 pytest_plugins = ["integration.ecr_fixtures"]
@@ -73,22 +73,15 @@ def check_authfiles(skopeo: Skopeo, hosts: list[str]) -> None:
         assert not Path(seen["path"]).exists() and not Path(seen["path"]).parent.exists(), seen["path"]
 
 
-def test_registry_password_and_token_stay_secret_in_success_and_failure(
-    registry_factory: Callable[..., LocalRegistry],
-    seeded_src: Callable[..., dict[str, str]],
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_registry_password_and_token_stay_secret_in_success_and_failure(transfer: Transfer, skopeo: Skopeo) -> None:
     password, token = "pa55-Src-" + os.urandom(6).hex(), "tok-Dst-" + os.urandom(6).hex()
-    src = registry_factory(auth=("alice", password))
-    dst = registry_factory(auth=("token", token))
-    digests = seeded_src({"private/app:1": "multi", "private/other:2": "single"}, registry=src)
-    secret_file = tmp_path / "src-login.json"
+    src = transfer.registries(auth=("alice", password))
+    dst = transfer.registries(auth=("token", token))
+    digests = transfer.seed({"private/app:1": "multi", "private/other:2": "single"}, registry=src)
+    secret_file = transfer.tmp_path / "src-login.json"
     secret_file.write_text(json.dumps({"username": "alice", "password": password}))
-    monkeypatch.setenv("DST_LOGIN", json.dumps({"token": token}))
-    cfg = write_config(
+    transfer.monkeypatch.setenv("DST_LOGIN", json.dumps({"token": token}))
+    cfg = transfer.write_config(
         sourceType="Public",
         srcImageList=f"{src.host}/private/app:1\n{src.host}/private/other:2",
         srcCredential=f"file:{secret_file}",
@@ -97,7 +90,7 @@ def test_registry_password_and_token_stay_secret_in_success_and_failure(
         destCredential="env:DST_LOGIN",
         insecureRegistries=[src.host, dst.host],
     )
-    ledger = tmp_path / "ledger.db"
+    ledger = transfer.tmp_path / "ledger.db"
     secrets = forms("alice", password) + forms("token", token)
 
     proc = start_cli(cfg, ledger, verbose=2)
@@ -112,7 +105,7 @@ def test_registry_password_and_token_stay_secret_in_success_and_failure(
     )
 
     # A failing run: the destination refuses the login. Same guarantees, authfile gone too.
-    monkeypatch.setenv("DST_LOGIN", json.dumps({"token": "wrong-" + token}))
+    transfer.monkeypatch.setenv("DST_LOGIN", json.dumps({"token": "wrong-" + token}))
     (dst_repo_tag,) = ["private/app:1"]
     dst.delete_manifest(*dst_repo_tag.split(":"))
     before = len(skopeo.records())
@@ -140,31 +133,15 @@ def ecr_secrets(pair: EcrPair) -> list[str]:
 
 
 def test_aws_keys_and_ecr_tokens_stay_secret_in_logs_json_ledger_and_argv(
-    aws: MotoServer,
-    ecr_pair: EcrPair,
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    aws: MotoServer, ecr_pair: EcrPair, transfer: Transfer, skopeo: Skopeo, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b, images = ecr_pair.a, ecr_pair.b, ecr_pair.images
     digest = a.publish(images.layout, "app-a", "team/app", "1.0")
-    settings = ecr_pair.settings()
-    cfg = write_config(
-        sourceType="Amazon_ECR",
-        srcRegion="us-east-1",
-        srcList="ALL",
-        destRegion="cn-north-1",
-        destAccountId=ACCOUNT_B,
-        destCredential=settings.dest_credential,
-        registryEndpoints=dict(settings.registry_endpoints),
-        insecureRegistries=list(settings.insecure_registries),
-    )
+    cfg = transfer.write_config(**ecr_pair.raw_settings())
     secrets = ecr_secrets(ecr_pair)
 
     # The CLI at -vv, as a user would run it.
-    proc = start_cli(cfg, tmp_path / "cli.db", verbose=2)
+    proc = start_cli(cfg, transfer.tmp_path / "cli.db", verbose=2)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     assert b.digest("team/app", "1.0") == digest
@@ -174,15 +151,17 @@ def test_aws_keys_and_ecr_tokens_stay_secret_in_logs_json_ledger_and_argv(
         "json": out,
         "stderr -vv": err,
         "skopeo argv": json.dumps(skopeo.calls()),
-        "ledger": ledger_bytes(tmp_path / "cli.db"),
+        "ledger": ledger_bytes(transfer.tmp_path / "cli.db"),
     }
 
     # In-process with every logger at DEBUG (what a Lambda's or a library user's logging sees).
     caplog.set_level(logging.DEBUG)
-    code = cli.main(["run", "--config", str(cfg), "--ledger", str(tmp_path / "inproc.db"), "--json", "--force"])
-    assert code == 0, capsys.readouterr().err
+    code = cli.main(
+        ["run", "--config", str(cfg), "--ledger", str(transfer.tmp_path / "inproc.db"), "--json", "--force"]
+    )
+    assert code == 0, transfer.capsys.readouterr().err
     places["in-process logs"] = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
-    places["in-process output"] = "".join(capsys.readouterr())
+    places["in-process output"] = "".join(transfer.capsys.readouterr())
     assert len(caplog.records) > 20, "DEBUG logging must be on for this test to mean anything"
     assert_nowhere(secrets, places)
 

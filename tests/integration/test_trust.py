@@ -6,18 +6,16 @@ test; nothing on the machine trusts them until the test puts the CA where a user
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecr_transfer.cli import main
 from ecr_transfer.local.oci import SampleImages
 from support.tls import TestCA, TlsRegistry, make_ca
 
-from .conftest import SkopeoRecorder
+from .conftest import SkopeoRecorder, Transfer
 
 TlsFactory = Callable[[TestCA], TlsRegistry]
 
@@ -45,11 +43,6 @@ def pair(tls_registry: TlsFactory, oci_images: SampleImages, tmp_path: Path) -> 
     return src, dst, digest
 
 
-def _run(capsys: pytest.CaptureFixture[str], cfg: Path, ledger: Path) -> tuple[int, dict[str, Any]]:
-    code = main(["run", "--config", str(cfg), "--ledger", str(ledger), "--json"])
-    return code, json.loads(capsys.readouterr().out)
-
-
 def _config(write_config: Callable[..., Path], src: TlsRegistry, dst: TlsRegistry, **extra: Any) -> Path:
     # No insecureRegistries: both sides verify certificates.
     return write_config(
@@ -62,46 +55,37 @@ def _config(write_config: Callable[..., Path], src: TlsRegistry, dst: TlsRegistr
 
 
 def test_certs_d_directories_are_trusted_by_the_client_and_by_skopeo(
-    pair: tuple[TlsRegistry, TlsRegistry, str],
-    skopeo_recorder: SkopeoRecorder,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    pair: tuple[TlsRegistry, TlsRegistry, str], transfer: Transfer, skopeo_recorder: SkopeoRecorder
 ) -> None:
     src, dst, digest = pair
-    home = tmp_path / "home"
+    home = transfer.tmp_path / "home"
     for registry in (src, dst):
         # The per-user certs.d that skopeo and podman read as well as /etc/containers/certs.d.
         certs = home / ".config/containers/certs.d" / registry.host
         certs.mkdir(parents=True)
         (certs / "ca.crt").write_bytes(registry.ca.ca.read_bytes())
-    monkeypatch.setenv("HOME", str(home))
-    cfg = _config(write_config, src, dst)
+    transfer.monkeypatch.setenv("HOME", str(home))
+    cfg = _config(transfer.write_config, src, dst)
 
-    code, first = _run(capsys, cfg, tmp_path / "l.db")
+    code, first = transfer.run(cfg)
     assert code == 0, first
     assert [i["status"] for i in first["items"]] == ["copied"]
     assert dst.manifest_digest("team/app", "1") == digest
     # The second run sees the destination through the client: the same trust, nothing copied.
-    code, second = _run(capsys, cfg, tmp_path / "l.db")
+    code, second = transfer.run(cfg)
     assert code == 0 and [i["status"] for i in second["items"]] == ["skipped"]
     assert len(skopeo_recorder.copies()) == 1
 
 
 def test_registry_ca_bundles_reach_skopeo_as_cert_dirs(
-    pair: tuple[TlsRegistry, TlsRegistry, str],
-    skopeo_recorder: SkopeoRecorder,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    pair: tuple[TlsRegistry, TlsRegistry, str], transfer: Transfer, skopeo_recorder: SkopeoRecorder
 ) -> None:
     src, dst, digest = pair
     # A path for one side, the PEM text itself for the other (as an environment variable carries it).
     bundles = {src.host: str(src.ca.ca), dst.host: dst.ca.ca.read_text()}
-    cfg = _config(write_config, src, dst, registryCaBundles=bundles)
+    cfg = _config(transfer.write_config, src, dst, registryCaBundles=bundles)
 
-    code, result = _run(capsys, cfg, tmp_path / "l.db")
+    code, result = transfer.run(cfg)
 
     assert code == 0, result
     assert dst.manifest_digest("team/app", "1") == digest
@@ -112,48 +96,37 @@ def test_registry_ca_bundles_reach_skopeo_as_cert_dirs(
 
 
 def test_ssl_cert_file_and_requests_ca_bundle_are_added_to_the_system_store(
-    pair: tuple[TlsRegistry, TlsRegistry, str],
-    skopeo_recorder: SkopeoRecorder,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    pair: tuple[TlsRegistry, TlsRegistry, str], transfer: Transfer, skopeo_recorder: SkopeoRecorder
 ) -> None:
     src, dst, digest = pair
     # Each variable alone would replace the store (OpenSSL, Go) or be ignored (urllib3, Go):
     # only when both are added does each side trust both CAs.
-    monkeypatch.setenv("SSL_CERT_FILE", str(src.ca.ca))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(dst.ca.ca))
-    cfg = _config(write_config, src, dst)
+    transfer.monkeypatch.setenv("SSL_CERT_FILE", str(src.ca.ca))
+    transfer.monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(dst.ca.ca))
+    cfg = _config(transfer.write_config, src, dst)
 
-    code, result = _run(capsys, cfg, tmp_path / "l.db")
+    code, result = transfer.run(cfg)
 
     assert code == 0, result
     assert dst.manifest_digest("team/app", "1") == digest
 
 
 def test_an_untrusted_certificate_fails_once_and_says_how_to_trust_it(
-    tls_registry: TlsFactory,
-    oci_images: SampleImages,
-    dst_registry: Any,
-    skopeo_recorder: SkopeoRecorder,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    tls_registry: TlsFactory, transfer: Transfer, skopeo_recorder: SkopeoRecorder
 ) -> None:
-    src = tls_registry(make_ca(tmp_path / "ca"))
+    src = tls_registry(make_ca(transfer.tmp_path / "ca"))
     for tag in ("1", "2"):
-        src.push(oci_images.layout, "single", "team/app", tag)
+        src.push(transfer.images.layout, "single", "team/app", tag)
     src.reset_requests()
-    cfg = write_config(
+    cfg = transfer.write_config(
         sourceType="Public",
         srcImageList=f"{src.host}/team/app:1\n{src.host}/team/app:2",
         destType="Registry",
-        destRegistry=dst_registry.host,
-        insecureRegistries=[dst_registry.host],
+        destRegistry=transfer.dst.host,
+        insecureRegistries=[transfer.dst.host],
     )
 
-    code, result = _run(capsys, cfg, tmp_path / "l.db")
+    code, result = transfer.run(cfg)
 
     assert code == 1
     for item in result["items"]:

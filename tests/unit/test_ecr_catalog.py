@@ -75,6 +75,17 @@ def expect_images(stub: Stubber, repo: str, pages: list[list[dict[str, Any]]], s
         stub.add_response("describe_images", response, params)
 
 
+def expect_create(stub: Stubber, name: str, **arguments: Any) -> None:
+    """CreateRepository of `name` with exactly these arguments (defaults: mutable, no scan, AES256)."""
+    defaults = {
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": False},
+        "encryptionConfiguration": {"encryptionType": "AES256"},
+    }
+    expected = {"registryId": ACCOUNT, "repositoryName": name, **defaults, **arguments}
+    stub.add_response("create_repository", {"repository": {"repositoryName": name}}, expected)
+
+
 def test_all_images_follows_every_page_and_answers_digests_from_the_listing(client: Any, stub: Stubber) -> None:
     repos_page = [{"repositoryName": n, "registryId": ACCOUNT} for n in ("aa", "bb")]
     stub.add_response(
@@ -154,17 +165,13 @@ def test_prepare_creates_with_settings_and_only_when_missing(client: Any, stub: 
         tag_mutability="IMMUTABLE", scan_on_push=True, encryption="KMS", kms_key="alias/ecr", tags={"b": "2", "a": "1"}
     )
     expect_images(stub, "known", [[image(1, "1")]])
-    stub.add_response(
-        "create_repository",
-        {"repository": {"repositoryName": "new"}},
-        {
-            "registryId": ACCOUNT,
-            "repositoryName": "new",
-            "imageTagMutability": "IMMUTABLE",
-            "imageScanningConfiguration": {"scanOnPush": True},
-            "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/ecr"},
-            "tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}],
-        },
+    expect_create(
+        stub,
+        "new",
+        imageTagMutability="IMMUTABLE",
+        imageScanningConfiguration={"scanOnPush": True},
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": "alias/ecr"},
+        tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}],
     )
     stub.add_client_error("create_repository", "RepositoryAlreadyExistsException", "exists")  # lost a race: fine
     cat = catalog(client, repository_settings=settings)
@@ -191,17 +198,7 @@ def test_prepare_reports_creation_errors(client: Any, stub: Stubber) -> None:
 
 
 def test_aes256_repository_has_no_kms_key(client: Any, stub: Stubber) -> None:
-    stub.add_response(
-        "create_repository",
-        {"repository": {"repositoryName": "plain"}},
-        {
-            "registryId": ACCOUNT,
-            "repositoryName": "plain",
-            "imageTagMutability": "MUTABLE",
-            "imageScanningConfiguration": {"scanOnPush": False},
-            "encryptionConfiguration": {"encryptionType": "AES256"},
-        },
-    )
+    expect_create(stub, "plain")
     catalog(client).prepare(["plain"])
 
 

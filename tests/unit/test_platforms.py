@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import partial
 
 import pytest
 
@@ -50,16 +51,8 @@ def test_platform_copies_knob() -> None:
 
 
 def _units(*digests: str) -> list[WorkItem]:
-    return [
-        WorkItem(
-            source=f"src.example/app@{d}",
-            target=f"dst.example/app@{d}",
-            action="copy",
-            reason="platform",
-            source_digest=d,
-        )
-        for d in digests
-    ]
+    unit = partial(WorkItem, action="copy", reason="platform")
+    return [unit(source=f"src.example/app@{d}", target=f"dst.example/app@{d}", source_digest=d) for d in digests]
 
 
 def test_every_platform_runs_at_once_and_all_of_them_finish() -> None:

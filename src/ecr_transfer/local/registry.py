@@ -31,6 +31,7 @@ import yaml
 
 from ecr_transfer.local.accesslog import AccessLog, RegistryRequest
 from ecr_transfer.local.oci import OCI_INDEX, OCI_MANIFEST, tagged_digest
+from ecr_transfer.processes import stop_process
 
 REGISTRY_BIN = "docker-registry"
 SKOPEO_BIN = "skopeo"
@@ -194,13 +195,8 @@ class LocalRegistry:
         """Terminate the process. Without keep_storage, also delete config, logs and temp storage."""
         proc, self._proc = self._proc, None
         _RUNNING.discard(self)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
         if not keep_storage and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
