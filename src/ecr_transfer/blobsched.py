@@ -50,7 +50,7 @@ def _blobs(doc: Mapping[str, object]) -> dict[str, int]:
 def image_blobs(clients: RegistryClients, item: WorkItem) -> Blobs:
     """Config and layer blobs of every platform of the item's source; empty when unknown."""
     ref = parse_reference(item.source)
-    if ref.registry == DOCKER_HUB:
+    if ref.registry == DOCKER_HUB or item.error is not None:
         return {}
     client = clients.get(ref.registry)
     try:

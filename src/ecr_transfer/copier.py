@@ -108,7 +108,7 @@ class Copier:
             if isinstance(found, TransferError):
                 raise found
             if found is None:
-                raise PermanentError(f"{item.source}: not found at the source (manifest unknown)")
+                raise PermanentError("not found at the source (manifest unknown)")  # the source is named beside it
             expected = found
         self.context.prepare_repository(dst.repository)
         self.context.before_copy(src, dst)
@@ -304,6 +304,9 @@ class Copier:
         )
 
     def copy(self, item: WorkItem, on_retry: Callable[[WorkItem, int, TransferError], None] | None = None) -> Outcome:
+        if item.error is not None:
+            log.error("%s: failed: %s", item.source, item.error)
+            return item.failed(self.run_id, item.error)
         started = now()
         attempts = 0
         while True:

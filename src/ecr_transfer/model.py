@@ -60,6 +60,9 @@ class WorkItem(_Payload):
     source_digest: str | None = None
     target_digest: str | None = None
     """What the destination held when planned (None: nothing there)."""
+    error: str | None = None
+    """Known to fail when planned (a `repo:ALL_TAGS` whose tags cannot be listed): recorded failed
+    with this cause, never copied. It fails alone, the rest of the run goes on."""
 
     def outcome(
         self,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier
-from ecr_transfer.ledger.base import Ledger
+from ecr_transfer.ledger.base import Ledger, LedgerBusyError
 from ecr_transfer.model import Outcome, RunSummary, WorkItem, now
 from ecr_transfer.planner import plan
 from ecr_transfer.scheduler import CopyScheduler
@@ -134,6 +134,10 @@ def run(
 ) -> RunResult:
     """One incremental run. Planning errors (bad input) raise before anything is recorded."""
     run_id = run_id or new_run_id()
+    held = ledger.busy()
+    if held:
+        # Before planning, which takes seconds to minutes: a busy ledger is known at once.
+        raise LedgerBusyError(held)
     previous = previous_outcomes(context.settings, ledger)
     items = plan(context.settings, context.source, context.destination, force=force, previous=previous)
     recovered = ledger.start_run(run_id, now())

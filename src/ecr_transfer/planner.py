@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from ecr_transfer import referrers
 from ecr_transfer.catalog import DestinationCatalog, DigestResult, SourceCatalog
 from ecr_transfer.errors import ConfigError, TransferError
-from ecr_transfer.mapping import target_ref
+from ecr_transfer.mapping import clashing_targets, target_ref, unlisted_target
 from ecr_transfer.model import Outcome, WorkItem
-from ecr_transfer.references import ImageRef
+from ecr_transfer.references import ImageRef, entry_lines
 from ecr_transfer.selection import Selection, select
 from ecr_transfer.settings import Settings
 from ecr_transfer.subsets import signature
@@ -19,6 +19,11 @@ from ecr_transfer.subsets import signature
 def selected_images(settings: Settings, source: SourceCatalog) -> list[ImageRef]:
     """The user's selection, with `repo:ALL_TAGS` expanded and the tag filters applied."""
     return list(select(settings, source).images)
+
+
+def lookup_failed(item: WorkItem) -> bool:
+    """Planned to copy without knowing what: the source could not be read, so the copy will fail too."""
+    return item.error is not None or (item.action == "copy" and item.source_digest is None)
 
 
 def _decide(
@@ -78,8 +83,12 @@ def plan(
 
     `selection` is what `select()` already chose (the CLI shows its filter verdicts beside the plan).
     """
-    sources = list((selection or select(settings, source)).images)
+    selection = selection or select(settings, source)
+    sources = list(selection.images)
     targets = _targets(settings, destination, sources)
+    clashes = clashing_targets(sources, targets, entry_lines(settings.src_image_list, source.default_registry))
+    if clashes:
+        raise ConfigError(clashes, source="srcImageList")
     # A digest-pinned source needs no lookup: the pin is the digest.
     unpinned = [s for s in sources if not s.digest]
     # Both sides at once: neither lookup needs the other's answer, and across a WAN the plan
@@ -90,6 +99,16 @@ def plan(
         looked_up = dict(zip(unpinned, src_future.result(), strict=True))
     src_digests = [s.digest or looked_up[s] for s in sources]
     items = _items(settings, previous, force, sources, targets, src_digests, dst_digests)
+    items += [
+        WorkItem(
+            source=str(unlisted.entry),
+            target=unlisted_target(unlisted.entry, destination.registry, settings.dest_prefix),
+            action="copy",
+            reason=unlisted.error,
+            error=unlisted.error,
+        )
+        for unlisted in selection.unlisted
+    ]
     if settings.copy_referrers:
         items += _referrer_items(settings, source, destination, sources, src_digests, force)
     return items

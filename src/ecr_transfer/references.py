@@ -169,3 +169,14 @@ def parse_image_list(text: str, default_registry: str | None = None, source: str
     if not refs:
         raise ConfigError("the selected image list is empty (srcList is SELECTED)", source=source)
     return refs
+
+
+def entry_lines(text: str, default_registry: str | None = None) -> dict[ImageRef, int]:
+    """Each valid entry of a selected list -> the line it is first written on (for error messages)."""
+    lines: dict[ImageRef, int] = {}
+    for lineno, item in split_image_list(text):
+        try:
+            lines.setdefault(parse_reference(item, default_registry), lineno)
+        except ValueError:
+            continue
+    return lines

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any, TextIO
 
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary, WorkItem, counts
@@ -16,7 +17,8 @@ def _json_status(status: str) -> str:
     return "failed" if status in FAILED_STATUSES else status
 
 
-def run_json(run_id: str, outcomes: list[Outcome]) -> dict[str, Any]:
+def run_json(run_id: str, outcomes: list[Outcome], *, history: bool = False) -> dict[str, Any]:
+    """`history`: each outcome's run and end time too (status: the latest outcome may be old)."""
     return {
         "run_id": run_id,
         "counts": counts(outcomes),
@@ -28,10 +30,32 @@ def run_json(run_id: str, outcomes: list[Outcome]) -> dict[str, Any]:
                 "source_digest": o.source_digest,
                 "target_digest": o.target_digest,
                 "error": o.error,
+                **({"run_id": o.run_id, "ended_at": o.ended_at or o.started_at} if history else {}),
             }
             for o in outcomes
         ],
     }
+
+
+def interrupted(run_id: str, outcomes: list[Outcome], elapsed: float, *, as_json: bool, verbose: int) -> None:
+    """Ctrl-C: the partial run as recorded, then the summary, for a person or a script."""
+    if as_json:
+        doc = run_json(run_id, outcomes)
+        doc.update(error="interrupted: the next run re-plans what was not copied", exit_code=130)
+        dump(doc)
+        return
+    outcome_table(outcomes, verbose=verbose > 0)
+    print(summary_line(run_id, outcomes, elapsed) + " (interrupted)")
+
+
+def with_progress(run: RunSummary, so_far: dict[str, int]) -> RunSummary:
+    """A running run's summary with what it has recorded so far (its counts are written at the end)."""
+    busy = so_far["planned"] - so_far["copied"] - so_far["skipped"] - so_far["failed"]
+    note = f"{busy} copying now" + (f"; {run.note}" if run.note else "")
+    return replace(
+        run, planned=so_far["planned"], copied=so_far["copied"], skipped=so_far["skipped"], failed=so_far["failed"],
+        note=note,
+    )  # fmt: skip
 
 
 def plan_json(run_id: str, items: list[WorkItem], selection: Selection | None = None) -> dict[str, Any]:
@@ -48,7 +72,7 @@ def plan_json(run_id: str, items: list[WorkItem], selection: Selection | None = 
                 "status": i.action,
                 "source_digest": i.source_digest,
                 "target_digest": i.target_digest,
-                "error": None,
+                "error": i.error,
                 "reason": i.reason,
             }
             for i in items
@@ -85,7 +109,8 @@ class TerminalProgress:
     def finished(self, outcome: Outcome) -> None:
         self._counts[_json_status(outcome.status)] += 1
         if outcome.status in FAILED_STATUSES and not self._live:
-            self._out.write(f"FAILED {outcome.source}: {outcome.error}\n")
+            # An interrupted image did not fail: it was stopped, and the next run re-plans it.
+            self._out.write(f"{outcome.status.upper()} {outcome.source}: {outcome.error}\n")
         self._draw()
 
     def _draw(self) -> None:
@@ -116,16 +141,30 @@ def _short(digest: str | None) -> str:
     return digest[:19] if digest else "-"
 
 
-def outcome_table(outcomes: list[Outcome], out: TextIO | None = None) -> None:
+def outcome_table(
+    outcomes: list[Outcome], out: TextIO | None = None, *, verbose: bool = False, history: bool = False
+) -> None:
+    """One row per image that changed or failed; unchanged ones in one line unless `verbose`.
+
+    `history` adds each outcome's run and time: the latest outcome of an image may be months old
+    (a source tag deleted since still reads `copied`).
+    """
     out = out or sys.stdout
     if not outcomes:
         out.write("no images\n")
         return
-    rows = [["STATUS", "SOURCE", "TARGET", "DIGEST", "TRIES", "DETAIL"]]
-    for o in outcomes:
+    unchanged = [o for o in outcomes if o.status == "skipped"]
+    shown = outcomes if verbose else [o for o in outcomes if o.status != "skipped"]
+    rows = [["STATUS", "SOURCE", "TARGET", "DIGEST", "TRIES", *(["RUN", "AT"] if history else []), "DETAIL"]]
+    for o in shown:
         detail = o.error or o.reason or ""
-        rows.append([o.status, o.source, o.target, _short(o.target_digest or o.source_digest), str(o.attempts), detail])
-    _table(rows, out)
+        when = [o.run_id, o.ended_at or o.started_at or "-"] if history else []
+        digest = _short(o.target_digest or o.source_digest)
+        rows.append([o.status, o.source, o.target, digest, str(o.attempts), *when, detail])
+    if len(rows) > 1:
+        _table(rows, out)
+    if unchanged and not verbose:
+        out.write(f"{len(unchanged)} unchanged (the destination has the same digest); -v lists them\n")
 
 
 def entry_line(entry: EntryCounts) -> str:
@@ -155,10 +194,10 @@ def plan_table(items: list[WorkItem], out: TextIO | None = None, selection: Sele
 
 def summary_line(run_id: str, outcomes: list[Outcome], elapsed: float) -> str:
     c = counts(outcomes)
-    return (
-        f"run {run_id}: {c['planned']} planned, {c['copied']} copied, {c['skipped']} skipped, "
-        f"{c['failed']} failed in {elapsed:.1f}s"
-    )
+    stopped = sum(1 for o in outcomes if o.status == "interrupted")
+    failed = f"{c['failed'] - stopped} failed" + (f", {stopped} interrupted" if stopped else "")
+    done = f"{c['planned']} planned, {c['copied']} copied, {c['skipped']} skipped, {failed}"
+    return f"run {run_id}: {done} in {elapsed:.1f}s"
 
 
 def runs_table(runs: list[RunSummary], out: TextIO | None = None) -> None:

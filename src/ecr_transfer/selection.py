@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ecr_transfer.catalog import SourceCatalog
-from ecr_transfer.errors import ConfigError, TransferError
+from ecr_transfer.errors import TransferError
 from ecr_transfer.references import ImageRef, parse_image_list
 from ecr_transfer.referrers import is_referrer_tag
 from ecr_transfer.settings import Settings
@@ -41,11 +41,20 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Unlisted:
+    """A `repo:ALL_TAGS` entry whose tag list could not be read: that entry's failure, not the run's."""
+
+    entry: ImageRef
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
     images: tuple[ImageRef, ...]
     entries: tuple[EntryCounts, ...] = ()
     """Only when a filter is set."""
     filtered: tuple[Dropped, ...] = ()
+    unlisted: tuple[Unlisted, ...] = ()
 
 
 def _expand(source: SourceCatalog, entries: Sequence[ImageRef]) -> dict[ImageRef, list[str] | TransferError]:
@@ -98,30 +107,29 @@ def _repositories(images: Sequence[ImageRef]) -> dict[ImageRef, list[str]]:
 
 
 def select(settings: Settings, source: SourceCatalog) -> Selection:
-    """Expand the selection and filter expanded tags; an unlistable entry is a ConfigError."""
+    """Expand the selection and filter expanded tags; an unlistable entry is kept in `unlisted`."""
     filtering = _Filtering(settings.tag_filters, source)
     result: list[ImageRef] = []
+    unlisted: list[Unlisted] = []
     if settings.src_list == "ALL":
         for entry, tags in _repositories(source.all_images()).items():
             result.extend(entry.with_tag(t) for t in filtering.tags(entry, tags))
     else:
         entries = parse_image_list(settings.src_image_list, source.default_registry)
         expanded = _expand(source, [e for e in entries if e.all_tags])
-        problems: list[str] = []
         for entry in entries:
             if not entry.all_tags:
                 result.append(entry)
                 continue
             listed = expanded[entry]
             if isinstance(listed, TransferError):
-                problems.append(f"{entry}: cannot list tags: {listed}")
+                # Like a single tag that cannot be read: this entry fails, the others are copied.
+                unlisted.append(Unlisted(entry=entry, error=f"cannot list tags: {listed}"))
             else:
                 result.extend(entry.with_tag(t) for t in filtering.tags(entry, listed))
-        if problems:
-            raise ConfigError(problems, source="srcImageList")
     seen: set[ImageRef] = set()
     images = tuple(r for r in result if not (r in seen or seen.add(r)))  # type: ignore[func-returns-value]
     # A tag also written explicitly is transferred: it is not "filtered", whatever a filter said.
     chosen = {str(r) for r in images}
     filtered = tuple(d for d in filtering.dropped if d.source not in chosen)
-    return Selection(images=images, entries=tuple(filtering.entries), filtered=filtered)
+    return Selection(images=images, entries=tuple(filtering.entries), filtered=filtered, unlisted=tuple(unlisted))

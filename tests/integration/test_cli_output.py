@@ -6,14 +6,21 @@ finds pytest's capture handler and prints nothing, which is how the noise went u
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.local.registry import LocalRegistry
 from integration.ecr_support import MotoServer
+from support.runs import count_status, wait_for
+from support.skopeo_wrapper import Skopeo
 
 pytest_plugins = ["integration.ecr_fixtures"]
 
@@ -50,3 +57,175 @@ def test_an_ecr_plan_prints_no_botocore_info_lines(
     assert "team/app:1" in proc.stdout
     # "Found credentials in environment variables." (botocore.credentials, INFO) used to appear.
     assert "botocore" not in proc.stderr and "Found credentials" not in proc.stderr, proc.stderr
+
+
+def _plain_config(
+    write_config: Callable[..., Path], src: LocalRegistry, dst: LocalRegistry, images: str, **extra: Any
+) -> Path:
+    return write_config(
+        sourceType="Public",
+        srcImageList=images,
+        destType="Registry",
+        destRegistry=dst.host,
+        insecureRegistries=[src.host, dst.host],
+        **extra,
+    )
+
+
+def test_a_no_op_run_says_so_in_one_line_unless_verbose(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    tags = [f"v{n}" for n in range(12)]
+    seeded_src({f"team/app:{t}": "single" for t in tags})
+    images = "\n".join(f"{src_registry.host}/team/app:{t}" for t in tags)
+    cfg = _plain_config(write_config, src_registry, dst_registry, images)
+    ledger = str(tmp_path / "l.db")
+    assert cli("run", "--config", str(cfg), "--ledger", ledger).returncode == 0
+
+    quiet = cli("run", "--config", str(cfg), "--ledger", ledger)
+    verbose = cli("-v", "run", "--config", str(cfg), "--ledger", ledger)
+
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert lines[0] == "12 unchanged (the destination has the same digest); -v lists them"
+    assert lines[1].startswith("run ") and " 12 planned, 0 copied, 12 skipped, 0 failed in " in lines[1]
+    assert len(lines) == 2
+    assert sum(1 for line in verbose.stdout.splitlines() if line.startswith("skipped ")) == 12
+
+
+def test_plan_fails_when_lookups_fail_and_reads_the_ledger_as_run_does(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    seeded_src({"team/multi:1": "multi"})
+    s = src_registry.host
+    # includeUntagged: false copies one platform: only the ledger says that destination is current.
+    cfg = _plain_config(write_config, src_registry, dst_registry, f"{s}/team/multi:1", includeUntagged=False)
+    ledger = str(tmp_path / "l.db")
+    assert cli("run", "--config", str(cfg), "--ledger", ledger).returncode == 0
+
+    without = cli("plan", "--config", str(cfg), "--json", "--ledger", str(tmp_path / "other.db"))
+    planned = cli("plan", "--config", str(cfg), "--json", "--ledger", ledger)
+    broken = _plain_config(write_config, src_registry, dst_registry, f"{s}/team/gone:1\n{s}/team/nope:1")
+    failing = cli("plan", "--config", str(broken))
+
+    assert without.returncode == 2 and "no ledger at" in without.stderr  # named but missing
+    assert not (tmp_path / "other.db").exists()
+    assert planned.returncode == 0, planned.stderr
+    (item,) = json.loads(planned.stdout)["items"]
+    assert (item["status"], item["reason"]) == ("skip", "destination has the platform copied from this source digest")
+    assert failing.returncode == 1, failing.stdout
+    assert failing.stdout.count("source lookup failed: not found at the source") == 2
+
+
+def test_status_refuses_a_mistyped_or_foreign_ledger_and_dates_each_outcome(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    seeded_src({"team/app:1": "single"})
+    cfg = _plain_config(write_config, src_registry, dst_registry, f"{src_registry.host}/team/app:1")
+    ledger = tmp_path / "l.db"
+    done = cli("run", "--config", str(cfg), "--ledger", str(ledger), "--json")
+    run_id = json.loads(done.stdout)["run_id"]
+    (tmp_path / "notes.txt").write_text("not a database at all, just some text\n" * 100)
+
+    typo = cli("status", "--ledger", str(tmp_path / "l.bd"))
+    foreign = cli("status", "--ledger", str(tmp_path / "notes.txt"))
+    latest = cli("status", "--ledger", str(ledger))
+
+    assert typo.returncode == 2 and not (tmp_path / "l.bd").exists()
+    assert typo.stderr.startswith(f"error: --ledger: no ledger at {tmp_path}/l.bd (a run creates it;")
+    assert foreign.returncode == 2 and "Traceback" not in foreign.stderr
+    assert foreign.stderr.startswith(f"error: --ledger: {tmp_path}/notes.txt is not an ecr-transfer ledger")
+    header, _, row = latest.stdout.splitlines()
+    assert header.split() == ["STATUS", "SOURCE", "TARGET", "DIGEST", "TRIES", "RUN", "AT", "DETAIL"]
+    assert row.split()[:1] == ["copied"] and run_id in row.split()
+
+
+def _slow_run(cfg: Path, ledger: Path, *extra: str) -> subprocess.Popen[str]:
+    """A human-mode run whose every skopeo call first sleeps a second (the skopeo fixture's wrapper)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecr_transfer.cli", "run", "--config", str(cfg), "--ledger", str(ledger), *extra],
+        env={**os.environ, "FAULT_SKOPEO_DELAY": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_status_runs_shows_a_running_run_s_progress_and_ctrl_c_still_summarises(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    skopeo: Skopeo,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    tags = [f"v{n}" for n in range(8)]
+    seeded_src({f"team/app:{t}": "app-a" for t in tags})
+    images = "\n".join(f"{src_registry.host}/team/app:{t}" for t in tags)
+    cfg = _plain_config(write_config, src_registry, dst_registry, images, concurrency=2)
+    ledger = tmp_path / "l.db"
+    proc = _slow_run(cfg, ledger)
+    try:
+        assert wait_for(lambda: count_status(ledger, "copied") >= 2, timeout=60)
+        runs = cli("status", "--runs", "--ledger", str(ledger), "--json")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    (running,) = json.loads(runs.stdout)["runs"]
+    assert running["state"] == "running" and running["copied"] >= 2  # it used to read 0/0
+    assert running["planned"] >= running["copied"] and running["note"].endswith("copying now")
+    assert proc.returncode == 130
+    # Interrupted images read as such (not FAILED), and the summary still comes.
+    assert "FAILED" not in err and "INTERRUPTED " in err
+    summary = out.splitlines()[-1]
+    assert summary.startswith("run ") and summary.endswith("(interrupted)") and " interrupted in " in summary
+
+
+def test_a_busy_ledger_is_reported_before_planning(
+    src_registry: LocalRegistry,
+    dst_registry: LocalRegistry,
+    seeded_src: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    seeded_src({"team/app:1": "single"})
+    cfg = _plain_config(write_config, src_registry, dst_registry, f"{src_registry.host}/team/app:1")
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.start_run("20261201T000000Z-holder", "2026-12-01T00:00:00+00:00")  # this test process holds it
+    src_registry.reset_requests()
+    try:
+        proc = cli("run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"), "--json")
+    finally:
+        ledger.finish_run("20261201T000000Z-holder", "2026-12-01T00:00:01+00:00")
+        ledger.close()
+
+    assert proc.returncode == 2
+    assert "is in use by run 20261201T000000Z-holder" in json.loads(proc.stdout)["problems"][0]
+    assert src_registry.requests() == []  # not one lookup: the plan never started
+
+
+def test_help_is_written_for_users() -> None:
+    top = cli("--help")
+    plan = cli("plan", "--help")
+
+    assert "Thin glue" not in top.stdout and "Exit codes: 0 nothing failed" in " ".join(top.stdout.split())
+    options = {"--config": "settings YAML", "--ledger": "read only", "--force": "plan to copy", "--json": "JSON"}
+    text = " ".join(plan.stdout.split())
+    for option, words in options.items():
+        assert re.search(rf"{option}( \w+)? .*{words}", text), (option, plan.stdout)

@@ -21,6 +21,7 @@ import pytest
 from ecr_transfer.ledger.base import LedgerBusyError
 from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.local.registry import LocalRegistry
+from support.bad_inputs import assert_json_error
 from support.corpus import Corpus, build_corpus
 from support.runs import count_status, ledger_rows, start_cli, wait_for
 from support.skopeo_wrapper import Skopeo
@@ -71,7 +72,8 @@ def test_runs_started_at_once_one_copies_the_others_exit_2(
     winner, out, _ = winners[0]
     run_id = json.loads(out)["run_id"]
     for proc, out, err in losers:
-        assert proc.returncode == 2 and out == "", err
+        assert proc.returncode == 2, err
+        assert_json_error(out, err)
         match = BUSY.fullmatch(err.strip())
         assert match, err
         assert (match["path"], match["run"], match["pid"], match["host"]) == (

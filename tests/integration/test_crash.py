@@ -55,7 +55,7 @@ def cfg(corpus: Corpus, corpus_src: LocalRegistry, config: Callable[..., Path]) 
 
 def kill_mid_run(
     how: Callable[[subprocess.Popen[str]], None], cfg: Path, ledger: Path, corpus: Corpus, skopeo: Skopeo
-) -> tuple[subprocess.Popen[str], str]:
+) -> tuple[subprocess.Popen[str], str, str]:
     proc = start_cli(cfg, ledger, delay=1.0)
 
     def in_flight() -> bool:
@@ -68,11 +68,11 @@ def kill_mid_run(
     assert copied_count(ledger) < len(corpus.digests), "the run finished before the signal"
     how(proc)
     try:
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
-    return proc, err
+    return proc, out, err
 
 
 def check_second_run(
@@ -105,7 +105,7 @@ def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
 ) -> None:
     ledger = tmp_path / "ledger.db"
 
-    proc, _ = kill_mid_run(lambda p: p.send_signal(signal.SIGKILL), cfg, ledger, corpus, skopeo)
+    proc, _, _ = kill_mid_run(lambda p: p.send_signal(signal.SIGKILL), cfg, ledger, corpus, skopeo)
     assert proc.returncode == -signal.SIGKILL
     # skopeo processes do not outlive the CLI: an orphan would go on pushing while the next
     # run copies the same image. The last one started < 0.3 s before the kill and sleeps 1 s.
@@ -157,12 +157,16 @@ def test_graceful_stop_records_every_image_and_releases_the_ledger(
     ledger = tmp_path / "ledger.db"
 
     started = time.monotonic()
-    proc, err = kill_mid_run(how, cfg, ledger, corpus, skopeo)
+    proc, out, err = kill_mid_run(how, cfg, ledger, corpus, skopeo)
     stopped_in = time.monotonic() - started
 
     assert proc.returncode == 130, err
     assert err.rstrip().endswith("interrupted"), err
     (first,) = ledger_rows(ledger, "SELECT * FROM runs")
+    # --json still prints one object: the partial run, each image copied or interrupted.
+    partial = json.loads(out)
+    assert partial["exit_code"] == 130 and partial["run_id"] == first["run_id"]
+    assert len(partial["items"]) == len(corpus.digests) and partial["error"].startswith("interrupted")
     assert first["state"] == "interrupted" and first["ended_at"]
     assert ledger_rows(ledger, "SELECT * FROM lease") == [], "a stopped run must release the ledger"
     outcomes = ledger_rows(ledger, "SELECT * FROM outcomes WHERE run_id = ?", first["run_id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,11 @@ def write_config(case: dict[str, Any], tmp: Path, values: dict[str, str], extra:
             settings.pop(key, None)
         path.write_text(yaml.safe_dump(fill(settings, values), sort_keys=False), encoding="utf-8")
     return path
+
+
+def assert_json_error(out: str, stderr: str, code: int = 2) -> None:
+    """`--json` on an error: one JSON object on stdout saying what stderr says, line for line."""
+    doc = json.loads(out)
+    assert doc["exit_code"] == code and doc["error"], doc
+    prefix = f"{doc['source']}: " if doc["source"] else ""
+    assert "error: " + "\n".join(prefix + p for p in doc["problems"]) == stderr.rstrip("\n")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ecr_transfer import cli
-from support.bad_inputs import cases, fill, placeholders, write_config
+from support.bad_inputs import assert_json_error, cases, fill, placeholders, write_config
 from support.skopeo_wrapper import Skopeo, install
 
 CONFIG_CASES = cases("config")
@@ -94,6 +94,11 @@ def test_bad_configuration_is_named_exit_2_and_copies_nothing(
     assert err.rstrip("\n") == fill(case["stderr"], values)
     assert code == case.get("exit", 2)
     assert out == ""
+    # With --json, a script gets one JSON object saying the same (it used to get nothing).
+    json_code = cli.main(["run", "--config", str(config), "--ledger", str(ledger), "--json", *case.get("args", [])])
+    out, err = capsys.readouterr()
+    assert json_code == code
+    assert_json_error(out, err, code)
     assert skopeo.calls() == [], "a configuration error must not start skopeo"
     assert (src.connections, dst.connections) == before, "a configuration error must not reach a registry"
     if ledger.exists():

@@ -17,7 +17,7 @@ import pytest
 from ecr_transfer import cli
 from ecr_transfer.local.registry import LocalRegistry
 from integration.ecr_support import MotoServer
-from support.bad_inputs import cases, fill, placeholders, write_config
+from support.bad_inputs import assert_json_error, cases, fill, placeholders, write_config
 from support.skopeo_wrapper import Skopeo, install
 
 pytest_plugins = ["integration.ecr_fixtures"]
@@ -59,7 +59,8 @@ def test_registry_problems_are_recorded_with_their_cause(
     assert dst_registry.catalog() == []
     if "stderr" in case:
         assert err.rstrip("\n") == fill(case["stderr"], values)
-        assert out == "" and skopeo.calls() == []
+        assert_json_error(out, err)
+        assert skopeo.calls() == []
         return
     (item,) = json.loads(out)["items"]
     assert item["status"] == "failed"
@@ -88,7 +89,8 @@ def test_bad_secrets_in_secrets_manager_exit_2(
     code, out, err = run(config, tmp_path / "ledger.db", capsys)
 
     assert err.rstrip("\n") == fill(case["stderr"], values)
-    assert code == 2 and out == "" and skopeo.calls() == []
+    assert code == 2 and skopeo.calls() == []
+    assert_json_error(out, err)
 
 
 def test_a_skopeo_that_cannot_run_fails_each_image_with_the_cause(

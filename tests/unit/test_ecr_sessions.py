@@ -260,3 +260,25 @@ def test_problems_on_both_sides_are_reported_together(tmp_path: Any) -> None:
         "env:NOT_SET_ANYWHERE: environment variable NOT_SET_ANYWHERE is not set\n"
         "named: a secret name needs AWS Secrets Manager; use file:PATH or env:VAR for local credentials"
     )
+
+
+def test_no_aws_credentials_at_all_says_so_and_how_to_provide_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It used to read "destAccountId: cannot use the destination credentials", destAccountId unset.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+
+    with pytest.raises(ConfigError) as info:
+        open_side(settings(destRegion="eu-west-1"), "destination")
+
+    assert str(info.value) == (
+        "no AWS credentials found for the Amazon ECR destination in eu-west-1: set AWS_PROFILE (after "
+        "`aws configure` or `aws sso login`) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, run where an instance or "
+        "task role applies, or name access keys in destCredential"
+    )

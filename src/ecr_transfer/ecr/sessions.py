@@ -26,7 +26,7 @@ from botocore.credentials import (
     Credentials,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ecr_transfer.ecr.hosts import registry_for
 from ecr_transfer.ecr.pacing import client_config
@@ -148,11 +148,17 @@ def side_account(session: boto3.Session, config: SideConfig) -> str:
         return config.role_arn.split(":")[4]
     try:
         identity = session.client("sts", region_name=config.region, config=client_config()).get_caller_identity()
-    except (ClientError, BotoCoreError) as exc:
-        what = "credentials" if not config.role_arn else f"role {config.role_arn}"
+    except NoCredentialsError:
+        # Not a problem with the account id (which nobody set): there are no credentials at all.
         raise ConfigError(
-            f"cannot use the {config.side} {what} in {config.region}: {_describe(exc)}",
-            source=f"{config.prefix}AccountId",
+            f"no AWS credentials found for the Amazon ECR {config.side} in {config.region}: set AWS_PROFILE "
+            "(after `aws configure` or `aws sso login`) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, run where an "
+            f"instance or task role applies, or name access keys in {config.prefix}Credential"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(
+            f"cannot use the {config.side} credentials in {config.region} (asking STS which account they belong to; "
+            f"set {config.prefix}AccountId to skip that): {_describe(exc)}"
         ) from None
     return str(identity["Account"])
 

@@ -25,6 +25,13 @@ class Ledger(Protocol):
         """
         ...
 
+    def busy(self) -> str | None:
+        """Why a run cannot start now (a live run holds the lease), or None.
+
+        Asked before planning, which can take minutes: start_run still decides, atomically.
+        """
+        ...
+
     def record(self, outcome: Outcome) -> None: ...
 
     def record_many(self, outcomes: Sequence[Outcome]) -> None:

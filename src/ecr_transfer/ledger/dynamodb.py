@@ -143,6 +143,19 @@ class DynamoDBLedger:
             except Exception:  # a missed beat is retried; the lease has slack
                 continue
 
+    def _busy_message(self, lease: dict[str, Any]) -> str:
+        return (
+            f"ledger dynamodb://{self.table} is in use by run {lease.get('RunId')} ({lease.get('Holder')}, "
+            f"started {lease.get('StartedAt')}); wait for it to finish or use another --ledger"
+        )
+
+    def busy(self) -> str | None:
+        lease = self._lease()
+        if not lease or int(lease.get("LeaseExpiresAt", 0)) < int(self._clock()):
+            return None
+        dead_here = lease.get("Host") == socket.gethostname() and not pid_alive(int(lease.get("Pid", 0)))
+        return None if dead_here else self._busy_message(lease)
+
     def start_run(self, run_id: str, started_at: str, holder: str = "") -> list[RunSummary]:
         holder = holder or self.holder
         recovered: list[RunSummary] = []
@@ -159,10 +172,7 @@ class DynamoDBLedger:
                 {":old": lease.get("RunId"), ":holder": lease.get("Holder")},
             )
             if not taken:
-                raise LedgerBusyError(
-                    f"ledger dynamodb://{self.table} is in use by run {lease.get('RunId')} ({lease.get('Holder')}, "
-                    f"started {lease.get('StartedAt')}); wait for it to finish or use another --ledger"
-                )
+                raise LedgerBusyError(self._busy_message(lease))
             recovered.append(self._interrupt(str(lease["RunId"]), f"process {lease.get('Holder')} ended", started_at))
         else:
             # We may have taken over an expired lease: find out whose, from the run list.

@@ -101,14 +101,9 @@ class SQLiteLedger:
                 if lease is not None:
                     expired = lease["expires_at"] is not None and lease["expires_at"] < time.time()
                     here = lease["host"] == host
-                    alive = not expired and (not here or pid_alive(int(lease["pid"])))
-                    # Host and pid: two containers on one ledger volume are both pid 1.
-                    if alive and (lease["host"], lease["pid"]) != (host, pid):
-                        raise LedgerBusyError(
-                            f"ledger {self.path} is in use by run {lease['run_id']} (pid {lease['pid']} on "
-                            f"{lease['host']}, started {lease['started_at']}); wait for it to finish or use "
-                            "another --ledger"
-                        )
+                    held = self._held_by_other(lease)
+                    if held:
+                        raise LedgerBusyError(held)
                     why = (
                         f"process {lease['pid']} ended before the run finished"
                         if here and not expired
@@ -131,6 +126,23 @@ class SQLiteLedger:
         self._run_id = run_id
         self._start_heartbeat(run_id)
         return recovered
+
+    def _held_by_other(self, lease: sqlite3.Row | None) -> str | None:
+        if lease is None:
+            return None
+        expired = lease["expires_at"] is not None and lease["expires_at"] < time.time()
+        alive = not expired and (lease["host"] != socket.gethostname() or pid_alive(int(lease["pid"])))
+        # Host and pid: two containers on one ledger volume are both pid 1.
+        if not alive or (lease["host"], lease["pid"]) == (socket.gethostname(), os.getpid()):
+            return None
+        return (
+            f"ledger {self.path} is in use by run {lease['run_id']} (pid {lease['pid']} on "
+            f"{lease['host']}, started {lease['started_at']}); wait for it to finish or use another --ledger"
+        )
+
+    def busy(self) -> str | None:
+        with self._lock:
+            return self._held_by_other(self._db.execute("SELECT * FROM lease WHERE id = 1").fetchone())
 
     def _start_heartbeat(self, run_id: str) -> None:
         self._stop_heartbeat()
