@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -15,7 +15,7 @@ from ecr_transfer.cloud import batch, copier_task, custom_resource, recorder
 from ecr_transfer.errors import ConfigError, TransientError
 from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.model import Outcome, WorkItem, now
-from support.fakes import NoManifests
+from support.fakes import FakeContext, ScriptedCopier
 
 BUCKET = "work"
 SRC = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
@@ -136,25 +136,6 @@ def test_unknown_recorder_action(ledger: SQLiteLedger) -> None:
 
 
 # -- copier task ----------------------------------------------------------------------------------
-@dataclass
-class Closing:
-    closed: bool = False
-    clients: NoManifests = field(default_factory=NoManifests)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class ScriptedCopier:
-    def __init__(self, context: Any, run_id: str, **_: Any) -> None:
-        self.run_id = run_id
-
-    def copy(self, work: WorkItem) -> Outcome:
-        if "crash" in work.source:
-            raise RuntimeError("a bug")
-        return copied(work, self.run_id)
-
-
 def task_env(items: list[WorkItem]) -> dict[str, str]:
     return {
         batch.RUN_ID: "r",
@@ -175,7 +156,7 @@ def read_written(s3: Any, items: list[WorkItem]) -> list[Outcome]:
 
 def test_copier_task_writes_one_outcome_per_item(s3: Any) -> None:
     items = [item("team/a:1"), item("team/crash:1")]
-    context = Closing()
+    context = FakeContext()
     code = copier_task.run_batch(
         task_env(items), s3=s3, build=lambda s, e: context, image_list_loader=None, copier_factory=ScriptedCopier
     )
