@@ -1,71 +1,20 @@
 """Least privilege in template.yaml, checked statement by statement.
 
 Both branches of every Fn::If are checked, so a condition cannot hide a broad grant. `"*"` as a
-resource is allowed only for the actions below, each of which either has no resource type in
-IAM or is documented that way by the service that needs it (the README lists them too).
+resource is allowed only for the actions in support.cfn.STAR_RESOURCE_ACTIONS, each of which either
+has no resource type in IAM or is documented that way by the service that needs it (the README
+lists them too).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cfnlint.decode import decode_str
 
-ROOT = Path(__file__).resolve().parents[2]
-STAR_RESOURCE_ACTIONS = {
-    # No resource type: grantable only on "*".
-    "ecr:GetAuthorizationToken",
-    # CloudWatch Logs delivery for state machine logging: documented with "*" by Step Functions.
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-}
-
-
-def template() -> dict[str, Any]:
-    data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
-    assert not problems, problems
-    return dict(data)
-
-
-def branches(node: Any) -> Iterator[Any]:
-    """Every concrete value a node can take: both sides of Fn::If, without AWS::NoValue."""
-    if isinstance(node, dict) and set(node) == {"Fn::If"}:
-        for side in node["Fn::If"][1:]:
-            yield from branches(side)
-    elif node != {"Ref": "AWS::NoValue"}:
-        yield node
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def statements() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(resource name, statement) for every identity policy the template grants."""
-    for name, resource in template()["Resources"].items():
-        props = resource.get("Properties", {})
-        documents: list[Any] = []
-        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
-            documents = [p for p in props.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
-            assert all(isinstance(p, dict) for p in props.get("Policies", [])), f"{name}: only inline statements"
-        elif resource["Type"] == "AWS::IAM::Role":
-            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
-            assert not props.get("ManagedPolicyArns"), f"{name}: managed policies are broader than needed"
-        for document in documents:
-            for entry in document["Statement"]:
-                for statement in branches(entry):
-                    yield name, statement
+from support.cfn import ROOT, STAR_RESOURCE_ACTIONS, as_list, branches, statements, strings, template, violations
 
 
 def test_policies_exist_where_expected() -> None:
@@ -97,19 +46,8 @@ def test_star_resource_only_for_actions_that_need_it() -> None:
             assert not extra, f"{name}: {sorted(extra)} granted on every resource"
 
 
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
 def test_every_arn_in_the_template_is_partition_aware() -> None:
-    arns = [s for s in _strings(template()["Resources"]) if "arn:" in s]
+    arns = [s for s in strings(template()["Resources"]) if "arn:" in s]
     assert len(arns) >= 15
     for text in arns:
         for match in re.finditer(r"arn:", text):
@@ -342,50 +280,6 @@ def test_sam_generated_roles_add_only_basic_logging_and_tracing(region: str, par
                 for statement in branches(entry):
                     for action in as_list(statement["Action"]):
                         assert "*" not in action, f"{name}: {action}"
-
-
-# -- every grant anywhere in the template (issue 6) -------------------------------------------------
-# The tests above read the policies where this template keeps them today. These read every policy
-# document in any resource, so a grant added elsewhere (an AWS::IAM::Policy or ManagedPolicy, a
-# SAM policy template, a resource policy) meets the same rules, and NotAction/NotResource, which
-# grant "everything except", are refused outright.
-def violations(tpl: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-
-    def documents(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        if isinstance(node, dict):
-            if isinstance(node.get("Statement"), list):
-                yield path, node
-            for key, value in node.items():
-                yield from documents(value, f"{path}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                yield from documents(value, f"{path}[{i}]")
-
-    for name, resource in tpl["Resources"].items():
-        props = resource.get("Properties", {})
-        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
-            for policy in as_list(props.get("Policies", [])):
-                if not (isinstance(policy, dict) and "Statement" in policy):
-                    found.append(f"{name}: policy {policy!r} is not an inline statement list")
-        for path, document in documents(props, name):
-            trust = ".AssumeRolePolicyDocument" in path
-            for entry in document["Statement"]:
-                for statement in branches(entry):
-                    for key in ("NotAction", "NotResource", "NotPrincipal"):
-                        if key in statement and statement.get("Effect") == "Allow":
-                            found.append(f"{path}: Allow with {key}")
-                    if statement.get("Effect") != "Allow" or trust:
-                        continue
-                    actions = as_list(statement.get("Action", []))
-                    for action in actions:
-                        if not (isinstance(action, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action)):
-                            found.append(f"{path}: wildcard or malformed action {action!r}")
-                    if "*" in as_list(statement.get("Resource", [])):
-                        extra = sorted(set(actions) - STAR_RESOURCE_ACTIONS)
-                        if extra:
-                            found.append(f"{path}: {extra} granted on every resource")
-    return found
 
 
 def test_every_grant_anywhere_is_least_privilege() -> None:

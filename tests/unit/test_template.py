@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode_str
 
 from ecr_transfer import envvars
 from ecr_transfer.cloud import batch
 from ecr_transfer.settings import ENV_NAMES
+from support.cfn import ROOT, template
 from support.sam import python312_env, sam_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 DTH_PARAMETERS = [
     "sourceType",
     "srcRegion",
@@ -41,12 +40,6 @@ DTH_PARAMETERS = [
     "ecsSubnetB",
     "alarmEmail",
 ]
-
-
-def template() -> dict[str, Any]:
-    data, problems = decode_str((ROOT / "template.yaml").read_text(encoding="utf-8"))
-    assert not problems, problems
-    return dict(data)
 
 
 def resources() -> dict[str, Any]:
