@@ -89,7 +89,7 @@ def test_a_batch_is_copied_side_by_side_sharing_layers_once_and_its_outcomes_lan
     assert sum(base.replace(":", "%3A") in uri for uri in uploads) == 1, uploads
 
 
-def test_copies_per_task_knob() -> None:
+def test_copies_per_task_defaults_and_refuses_what_is_not_a_count() -> None:
     assert copier_task.copies_per_task({}) == copier_task.DEFAULT_COPIES_PER_TASK
     assert copier_task.copies_per_task({"ECR_TRANSFER_COPIES_PER_TASK": "1"}) == 1
     with pytest.raises(ConfigError, match="ECR_TRANSFER_COPIES_PER_TASK='x': must be a whole number of at least 1"):

@@ -240,7 +240,7 @@ def test_finish_run_summarises_and_releases_the_ledger(aws: dict[str, str]) -> N
     assert lister_app.lambda_handler(event("list_images.json") | {"run_id": "next"}, LambdaContext())["planned"] == 2
 
 
-def test_finish_failed_run(aws: dict[str, str]) -> None:
+def test_the_recorder_closes_a_failed_run_with_the_listing_cause(aws: dict[str, str]) -> None:
     load_handler("lister").lambda_handler(event("list_images.json"), LambdaContext())
     summary = load_handler("recorder").lambda_handler(event("finish_failed_run.json"), LambdaContext())
     assert summary["state"] == "failed" and summary["error"].startswith("ConfigError | cause: ")

@@ -90,7 +90,9 @@ def test_seeded_src_into_another_registry(
     assert src_registry.manifest_digest("x", "1") is None
 
 
-def test_delete_manifest(seeded_src: Seeder, src_registry: LocalRegistry, oci_images: SampleImages) -> None:
+def test_deleting_a_manifest_removes_its_tag_once(
+    seeded_src: Seeder, src_registry: LocalRegistry, oci_images: SampleImages
+) -> None:
     seeded_src({"r:1": "single", "r:2": "app-a"})
     assert src_registry.delete_manifest("r", "1") is True
     assert src_registry.manifest_digest("r", "1") is None
@@ -268,7 +270,7 @@ def test_startup_is_fast(registry_factory: RegistryFactory) -> None:
     print(f"registry start-up: {', '.join(f'{t:.3f}s' for t in times if t is not None)}")
 
 
-def test_context_manager_stops(oci_images: SampleImages) -> None:
+def test_a_registry_used_as_a_context_manager_stops_on_exit(oci_images: SampleImages) -> None:
     with LocalRegistry() as registry:
         url = registry.url
         assert _status(url + "/v2/") == 200

@@ -51,7 +51,7 @@ def test_credential_repr_hides_password() -> None:
         ([1, 2], "secret is not a JSON object"),
     ],
 )
-def test_secret_errors(tmp_path: Path, doc: object, message: str) -> None:
+def test_a_malformed_secret_is_refused_naming_what_is_missing(tmp_path: Path, doc: object, message: str) -> None:
     path = tmp_path / "s.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ConfigError) as info:
@@ -59,7 +59,7 @@ def test_secret_errors(tmp_path: Path, doc: object, message: str) -> None:
     assert str(info.value).startswith(f"file:{path}: {message}")
 
 
-def test_secret_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_hold_a_login_a_token_or_aws_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REG_SECRET", json.dumps({"username": "u", "password": "p", "registry": "docker.io"}))
     doc = resolve_secret("env:REG_SECRET")
     assert doc.credential == Credential("u", "p") and doc.registry == "docker.io"

@@ -72,7 +72,7 @@ def test_image_key_keeps_the_old_plugin_names() -> None:
     assert image_key(f"{SRC}/app:1@{DIGEST_A}") == ("app", f"1@{DIGEST_A}")
 
 
-def test_round_trip(ledger: DynamoDBLedger, client: Any) -> None:
+def test_an_outcome_round_trips_through_the_dynamodb_items(ledger: DynamoDBLedger, client: Any) -> None:
     source = f"{SRC}/team/app:1.0"
     assert ledger.start_run("run-1", "2026-01-01T00:00:00.000+00:00") == []
     ledger.record(outcome("run-1", source, "in_progress"))
@@ -184,7 +184,7 @@ def test_missing_table_is_a_configuration_error(client: Any) -> None:
         DynamoDBLedger("nope", client=client, heartbeat=False).start_run("r", "2026-01-01")
 
 
-def test_open_ledger_url(client: Any) -> None:
+def test_a_dynamodb_url_opens_the_dynamodb_ledger(client: Any) -> None:
     ledger = open_ledger(f"dynamodb://{TABLE}")
     try:
         assert isinstance(ledger, DynamoDBLedger)

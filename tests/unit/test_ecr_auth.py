@@ -52,7 +52,7 @@ class FakeEcr:
         return {"authorizationData": [{"authorizationToken": token, "expiresAt": expires, "proxyEndpoint": "x"}]}
 
 
-def test_decode_token() -> None:
+def test_an_ecr_token_decodes_to_user_and_password_or_is_refused() -> None:
     assert decode_token(base64.b64encode(b"AWS:abc:def").decode()) == Credential("AWS", "abc:def")
     with pytest.raises(PermanentError, match="not base64 user:password"):
         decode_token(base64.b64encode(b"no-colon").decode())
@@ -113,7 +113,7 @@ def test_concurrent_workers_share_one_fetch() -> None:
     assert set(results) == {Credential("AWS", "token-1")}
 
 
-def test_errors_are_classified() -> None:
+def test_token_errors_are_transient_when_throttled_and_permanent_when_denied() -> None:
     clock = Clock()
     ecr = FakeEcr(clock)
     cache = EcrTokenCache(ecr, registry=HOST, clock=clock)
@@ -142,7 +142,7 @@ def test_lookup_answers_ecr_hosts_with_fresh_tokens_and_others_statically() -> N
     assert "token" not in repr(lookup(HOST))  # never printed by accident
 
 
-def test_with_moto() -> None:
+def test_an_ecr_token_from_moto_is_the_accounts_auth_token() -> None:
     with mock_aws():
         client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="t")
         assert EcrTokenCache(client).credential() == Credential("AWS", "123456789012-auth-token")

@@ -22,7 +22,7 @@ ACCOUNT = "123456789012"
         ("us-iso-east-1", f"{ACCOUNT}.dkr.ecr.us-iso-east-1.c2s.ic.gov", "aws-iso"),
     ],
 )
-def test_host_per_partition(region: str, host: str, partition: str) -> None:
+def test_registry_host_and_partition_follow_the_region(region: str, host: str, partition: str) -> None:
     assert registry_host(ACCOUNT, region) == host
     assert partition_for_region(region) == partition
     parsed = parse_registry_host(host)

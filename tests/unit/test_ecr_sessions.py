@@ -195,7 +195,7 @@ def test_secret_arn_is_read_in_its_own_region(aws: None) -> None:
     assert secret_region("plain-name", "us-east-1") == "us-east-1"
 
 
-def test_home_region() -> None:
+def test_secrets_live_in_aws_region_else_the_default_chain_side_region() -> None:
     cross = from_mapping(
         {"sourceType": "Amazon_ECR", "srcRegion": "us-west-2", "srcList": "ALL", "destRegion": "cn-north-1",
          "destCredential": "keys"}

@@ -113,7 +113,7 @@ def test_image_manifest_and_config(tmp_path: Path) -> None:
     assert tagged_digest(tmp_path, "v1") == image.digest
 
 
-def test_index_structure(tmp_path: Path) -> None:
+def test_an_index_lists_each_platform_and_shares_common_layers(tmp_path: Path) -> None:
     base = Layer.text("base", "shared")
     index = write_index(
         tmp_path,

@@ -42,7 +42,7 @@ def test_anything_else_is_copied_whole(body: bytes) -> None:
     assert platforms(body) is None
 
 
-def test_platform_copies_knob() -> None:
+def test_platform_copies_defaults_to_4_and_refuses_zero() -> None:
     assert platform_copies({}) == 4
     assert platform_copies({"ECR_TRANSFER_PLATFORM_COPIES": "1"}) == 1
     with pytest.raises(ConfigError) as caught:

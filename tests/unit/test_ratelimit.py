@@ -34,7 +34,7 @@ def limiter(t: FakeTime, **kwargs: float) -> RateLimiter:
     return RateLimiter(clock=t.clock, sleep=t.sleep, **kwargs)  # type: ignore[arg-type]
 
 
-def test_parse_headers() -> None:
+def test_rate_limit_and_retry_after_headers_parse_or_are_ignored() -> None:
     assert parse_quota("76;w=21600") == (76, 21600.0)
     assert parse_quota("100") == (100, None)
     assert parse_quota("lots") is None

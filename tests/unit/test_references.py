@@ -26,7 +26,7 @@ D = "sha256:" + "ab" * 32
         ("host:5000/a/b/c:tag_1.2-x", "host:5000", "a/b/c", "a/b/c", "tag_1.2-x", None),
     ],
 )
-def test_parse_reference(
+def test_references_parse_into_registry_repository_tag_and_digest(
     text: str, registry: str, repository: str, path: str, tag: str | None, digest: str | None
 ) -> None:
     ref = parse_reference(text)
@@ -40,7 +40,7 @@ def test_ecr_default_registry_has_no_library_prefix() -> None:
     assert parse_reference("app", "r.example").repository == "app"
 
 
-def test_all_tags() -> None:
+def test_all_tags_means_every_tag_and_cannot_be_pinned_to_a_digest() -> None:
     ref = parse_reference("quay.io/coreos/etcd:ALL_TAGS")
     assert ref.all_tags and ref.tag is None
     assert str(ref) == "quay.io/coreos/etcd:ALL_TAGS"
@@ -61,7 +61,7 @@ def test_all_tags() -> None:
         ("bad_host_/x", "invalid repository name component 'bad_host_'"),
     ],
 )
-def test_parse_reference_errors(text: str, message: str) -> None:
+def test_a_bad_reference_is_refused_with_its_reason(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_reference(text)
     assert str(info.value) == message
@@ -101,7 +101,7 @@ def test_parse_list_dedupes_and_rejects_empty() -> None:
         ("quay.io/coreos/etcd", "/a/b/", "a/b/coreos/etcd"),
     ],
 )
-def test_destination_mapping(source: str, prefix: str, expected: str) -> None:
+def test_destination_repository_keeps_the_path_under_the_prefix(source: str, prefix: str, expected: str) -> None:
     assert target_repository(parse_reference(source), prefix) == expected
 
 

@@ -47,13 +47,13 @@ def test_all_problems_reported_at_once() -> None:
         ({"destRegistry": None}, "destRegistry (host[:port]) is required when destType is Registry"),
     ],
 )
-def test_bad_values(extra: dict[str, object], problem: str) -> None:
+def test_a_bad_setting_value_is_a_configuration_error_naming_it(extra: dict[str, object], problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         from_mapping({**BASE, **extra})
     assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
 
 
-def test_yaml_file_errors(tmp_path: Path) -> None:
+def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("sourceType: Public\n  srcImageList: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: line 2: not valid YAML"):
@@ -66,7 +66,7 @@ def test_yaml_file_errors(tmp_path: Path) -> None:
         load_yaml(tmp_path / "missing.yaml")
 
 
-def test_yaml_list_value(tmp_path: Path) -> None:
+def test_the_image_list_may_be_a_yaml_list(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "sourceType: Public\nsrcImageList:\n  - nginx\n  - quay.io/a/b:1\ndestType: Registry\n"

@@ -31,7 +31,7 @@ from ecr_transfer.skopeo import CopyRequest, build_argv, classify, registries_co
         ("something nobody has seen before", TransientError),
     ],
 )
-def test_classify(stderr: str, kind: type[Exception]) -> None:
+def test_skopeo_failures_are_classified_transient_permanent_or_conflict(stderr: str, kind: type[Exception]) -> None:
     error = classify(stderr, 1)
     assert type(error) is kind
 
@@ -53,7 +53,7 @@ def test_argv_never_holds_credentials(tmp_path: Path) -> None:
     assert "--all" not in single
 
 
-def test_registries_conf() -> None:
+def test_registries_conf_points_an_ecr_host_at_its_endpoint() -> None:
     text = registries_conf_text({"1.dkr.ecr.us-east-1.amazonaws.com": "http://127.0.0.1:5000/"}, ["127.0.0.1:5000"])
     assert text == (
         '[[registry]]\nprefix = "1.dkr.ecr.us-east-1.amazonaws.com"\nlocation = "127.0.0.1:5000"\ninsecure = true\n'

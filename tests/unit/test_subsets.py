@@ -109,7 +109,7 @@ def test_no_wanted_platform_is_a_permanent_error_naming_those_present() -> None:
     )
 
 
-def test_platform_settings() -> None:
+def test_platforms_setting_is_normalised_deduplicated_and_validated() -> None:
     assert parse_platforms("linux/AMD64, linux/arm/v7,linux/amd64") == ("linux/amd64", "linux/arm/v7")
     assert from_mapping({**BASE, "platforms": ["linux/arm64"]}).platforms == ("linux/arm64",)
     assert from_mapping({**BASE, "platforms": ["linux/arm64"]}).copies_subset

@@ -72,7 +72,7 @@ def test_prereleases_only_when_the_range_names_one() -> None:
         ("=>1.2", "cannot read '=>1.2' (expected a comparator such as >=1.2.0)"),
     ],
 )
-def test_bad_ranges(text: str, message: str) -> None:
+def test_a_bad_version_range_is_refused_with_its_reason(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         VersionRange.parse(text)
     assert str(info.value) == message

@@ -91,7 +91,7 @@ def test_every_parameter_is_described_constrained_and_grouped() -> None:
         ("ecsSubnetA", ["", "subnet-0123456789abcdef0"], ["subnet-xyz"]),
     ],
 )
-def test_allowed_patterns(name: str, good: list[str], bad: list[str]) -> None:
+def test_parameter_patterns_accept_good_values_and_reject_bad_ones(name: str, good: list[str], bad: list[str]) -> None:
     pattern = re.compile(template()["Parameters"][name]["AllowedPattern"])
     for value in good:
         assert pattern.fullmatch(value), f"{name} should accept {value!r}"
