@@ -12,15 +12,14 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ecr_transfer.ledger.sqlite import SQLiteLedger
-from ecr_transfer.local.registry import LocalRegistry
 from integration.ecr_support import MotoServer
 from support.runs import count_status, wait_for
 from support.skopeo_wrapper import Skopeo
+
+from .conftest import Transfer
 
 pytest_plugins = ["integration.ecr_fixtures"]
 
@@ -36,17 +35,12 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     )
 
 
-def test_an_ecr_plan_prints_no_botocore_info_lines(
-    aws: MotoServer,
-    src_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-) -> None:
-    seeded_src({"team/app:1": "single"})
-    cfg = write_config(
+def test_an_ecr_plan_prints_no_botocore_info_lines(aws: MotoServer, transfer: Transfer) -> None:
+    transfer.seed({"team/app:1": "single"})
+    cfg = transfer.write_config(
         sourceType="Public",
-        srcImageList=f"{src_registry.host}/team/app:1",
-        insecureRegistries=[src_registry.host],
+        srcImageList=f"{transfer.src.host}/team/app:1",
+        insecureRegistries=[transfer.src.host],
         destType="Amazon_ECR",
         destRegion="us-east-1",
     )
@@ -59,31 +53,12 @@ def test_an_ecr_plan_prints_no_botocore_info_lines(
     assert "botocore" not in proc.stderr and "Found credentials" not in proc.stderr, proc.stderr
 
 
-def _plain_config(
-    write_config: Callable[..., Path], src: LocalRegistry, dst: LocalRegistry, images: str, **extra: Any
-) -> Path:
-    return write_config(
-        sourceType="Public",
-        srcImageList=images,
-        destType="Registry",
-        destRegistry=dst.host,
-        insecureRegistries=[src.host, dst.host],
-        **extra,
-    )
-
-
-def test_a_no_op_run_says_so_in_one_line_unless_verbose(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
+def test_a_no_op_run_says_so_in_one_line_unless_verbose(transfer: Transfer) -> None:
     tags = [f"v{n}" for n in range(12)]
-    seeded_src({f"team/app:{t}": "single" for t in tags})
-    images = "\n".join(f"{src_registry.host}/team/app:{t}" for t in tags)
-    cfg = _plain_config(write_config, src_registry, dst_registry, images)
-    ledger = str(tmp_path / "l.db")
+    transfer.seed({f"team/app:{t}": "single" for t in tags})
+    images = "\n".join(f"{transfer.src.host}/team/app:{t}" for t in tags)
+    cfg = transfer.config(images)
+    ledger = str(transfer.tmp_path / "l.db")
     assert cli("run", "--config", str(cfg), "--ledger", ledger).returncode == 0
 
     quiet = cli("run", "--config", str(cfg), "--ledger", ledger)
@@ -97,27 +72,21 @@ def test_a_no_op_run_says_so_in_one_line_unless_verbose(
     assert sum(1 for line in verbose.stdout.splitlines() if line.startswith("skipped ")) == 12
 
 
-def test_plan_fails_when_lookups_fail_and_reads_the_ledger_as_run_does(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    seeded_src({"team/multi:1": "multi"})
-    s = src_registry.host
+def test_plan_fails_when_lookups_fail_and_reads_the_ledger_as_run_does(transfer: Transfer) -> None:
+    transfer.seed({"team/multi:1": "multi"})
+    s = transfer.src.host
     # includeUntagged: false copies one platform: only the ledger says that destination is current.
-    cfg = _plain_config(write_config, src_registry, dst_registry, f"{s}/team/multi:1", includeUntagged=False)
-    ledger = str(tmp_path / "l.db")
+    cfg = transfer.config(f"{s}/team/multi:1", includeUntagged=False)
+    ledger = str(transfer.tmp_path / "l.db")
     assert cli("run", "--config", str(cfg), "--ledger", ledger).returncode == 0
 
-    without = cli("plan", "--config", str(cfg), "--json", "--ledger", str(tmp_path / "other.db"))
+    without = cli("plan", "--config", str(cfg), "--json", "--ledger", str(transfer.tmp_path / "other.db"))
     planned = cli("plan", "--config", str(cfg), "--json", "--ledger", ledger)
-    broken = _plain_config(write_config, src_registry, dst_registry, f"{s}/team/gone:1\n{s}/team/nope:1")
+    broken = transfer.config(f"{s}/team/gone:1\n{s}/team/nope:1")
     failing = cli("plan", "--config", str(broken))
 
     assert without.returncode == 2 and "no ledger at" in without.stderr  # named but missing
-    assert not (tmp_path / "other.db").exists()
+    assert not (transfer.tmp_path / "other.db").exists()
     assert planned.returncode == 0, planned.stderr
     (item,) = json.loads(planned.stdout)["items"]
     assert (item["status"], item["reason"]) == ("skip", "destination has the platform copied from this source digest")
@@ -125,28 +94,22 @@ def test_plan_fails_when_lookups_fail_and_reads_the_ledger_as_run_does(
     assert failing.stdout.count("source lookup failed: not found at the source") == 2
 
 
-def test_status_refuses_a_mistyped_or_foreign_ledger_and_dates_each_outcome(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    seeded_src({"team/app:1": "single"})
-    cfg = _plain_config(write_config, src_registry, dst_registry, f"{src_registry.host}/team/app:1")
-    ledger = tmp_path / "l.db"
+def test_status_refuses_a_mistyped_or_foreign_ledger_and_dates_each_outcome(transfer: Transfer) -> None:
+    transfer.seed({"team/app:1": "single"})
+    cfg = transfer.config(f"{transfer.src.host}/team/app:1")
+    ledger = transfer.tmp_path / "l.db"
     done = cli("run", "--config", str(cfg), "--ledger", str(ledger), "--json")
     run_id = json.loads(done.stdout)["run_id"]
-    (tmp_path / "notes.txt").write_text("not a database at all, just some text\n" * 100)
+    (transfer.tmp_path / "notes.txt").write_text("not a database at all, just some text\n" * 100)
 
-    typo = cli("status", "--ledger", str(tmp_path / "l.bd"))
-    foreign = cli("status", "--ledger", str(tmp_path / "notes.txt"))
+    typo = cli("status", "--ledger", str(transfer.tmp_path / "l.bd"))
+    foreign = cli("status", "--ledger", str(transfer.tmp_path / "notes.txt"))
     latest = cli("status", "--ledger", str(ledger))
 
-    assert typo.returncode == 2 and not (tmp_path / "l.bd").exists()
-    assert typo.stderr.startswith(f"error: --ledger: no ledger at {tmp_path}/l.bd (a run creates it;")
+    assert typo.returncode == 2 and not (transfer.tmp_path / "l.bd").exists()
+    assert typo.stderr.startswith(f"error: --ledger: no ledger at {transfer.tmp_path}/l.bd (a run creates it;")
     assert foreign.returncode == 2 and "Traceback" not in foreign.stderr
-    assert foreign.stderr.startswith(f"error: --ledger: {tmp_path}/notes.txt is not an ecr-transfer ledger")
+    assert foreign.stderr.startswith(f"error: --ledger: {transfer.tmp_path}/notes.txt is not an ecr-transfer ledger")
     header, _, row = latest.stdout.splitlines()
     assert header.split() == ["STATUS", "SOURCE", "TARGET", "DIGEST", "TRIES", "RUN", "AT", "DETAIL"]
     assert row.split()[:1] == ["copied"] and run_id in row.split()
@@ -165,18 +128,13 @@ def _slow_run(cfg: Path, ledger: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def test_status_runs_shows_a_running_run_s_progress_and_ctrl_c_still_summarises(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    skopeo: Skopeo,
-    write_config: Callable[..., Path],
-    tmp_path: Path,
+    transfer: Transfer, skopeo: Skopeo
 ) -> None:
     tags = [f"v{n}" for n in range(8)]
-    seeded_src({f"team/app:{t}": "app-a" for t in tags})
-    images = "\n".join(f"{src_registry.host}/team/app:{t}" for t in tags)
-    cfg = _plain_config(write_config, src_registry, dst_registry, images, concurrency=2)
-    ledger = tmp_path / "l.db"
+    transfer.seed({f"team/app:{t}": "app-a" for t in tags})
+    images = "\n".join(f"{transfer.src.host}/team/app:{t}" for t in tags)
+    cfg = transfer.config(images, concurrency=2)
+    ledger = transfer.tmp_path / "l.db"
     proc = _slow_run(cfg, ledger)
     try:
         assert wait_for(lambda: count_status(ledger, "copied") >= 2, timeout=60)
@@ -197,27 +155,21 @@ def test_status_runs_shows_a_running_run_s_progress_and_ctrl_c_still_summarises(
     assert summary.startswith("run ") and summary.endswith("(interrupted)") and " interrupted in " in summary
 
 
-def test_a_busy_ledger_is_reported_before_planning(
-    src_registry: LocalRegistry,
-    dst_registry: LocalRegistry,
-    seeded_src: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    seeded_src({"team/app:1": "single"})
-    cfg = _plain_config(write_config, src_registry, dst_registry, f"{src_registry.host}/team/app:1")
-    ledger = SQLiteLedger(tmp_path / "l.db")
+def test_a_busy_ledger_is_reported_before_planning(transfer: Transfer) -> None:
+    transfer.seed({"team/app:1": "single"})
+    cfg = transfer.config(f"{transfer.src.host}/team/app:1")
+    ledger = SQLiteLedger(transfer.tmp_path / "l.db")
     ledger.start_run("20261201T000000Z-holder", "2026-12-01T00:00:00+00:00")  # this test process holds it
-    src_registry.reset_requests()
+    transfer.src.reset_requests()
     try:
-        proc = cli("run", "--config", str(cfg), "--ledger", str(tmp_path / "l.db"), "--json")
+        proc = cli("run", "--config", str(cfg), "--ledger", str(transfer.tmp_path / "l.db"), "--json")
     finally:
         ledger.finish_run("20261201T000000Z-holder", "2026-12-01T00:00:01+00:00")
         ledger.close()
 
     assert proc.returncode == 2
     assert "is in use by run 20261201T000000Z-holder" in json.loads(proc.stdout)["problems"][0]
-    assert src_registry.requests() == []  # not one lookup: the plan never started
+    assert transfer.src.requests() == []  # not one lookup: the plan never started
 
 
 def test_help_is_written_for_users() -> None:
