@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,11 @@ def helper_client(service: str, region: str, **credentials: str) -> Any:
     return client
 
 
-def account_keys(account_id: str, region: str, user: str = "transfer") -> dict[str, str]:
-    """Long-lived access keys of a new IAM user in `account_id` (moto maps them to that account)."""
+def account_keys(
+    account_id: str, region: str, user: str = "transfer", policy: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Long-lived access keys of a new IAM user in `account_id` (moto maps them to that account),
+    with `policy` as its inline policy (what counts once moto enforces IAM)."""
     partition = "aws-cn" if region.startswith("cn-") else "aws"
     sts = helper_client("sts", region)
     creds = sts.assume_role(RoleArn=f"arn:{partition}:iam::{account_id}:role/bootstrap", RoleSessionName="setup")[
@@ -86,6 +89,8 @@ def account_keys(account_id: str, region: str, user: str = "transfer") -> dict[s
         aws_session_token=creds["SessionToken"],
     )
     iam.create_user(UserName=user)
+    if policy is not None:
+        iam.put_user_policy(UserName=user, PolicyName="policy", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
@@ -267,17 +272,23 @@ class EcrPair:
 
 
 @contextlib.contextmanager
-def moto_server_on(host: str = "127.0.0.1") -> Iterator[MotoServer]:
-    """A moto_server process on `host` (loopback, or the Docker bridge for Lambda containers)."""
-    binary = Path(sys.executable).parent / "moto_server"
-    command = str(binary) if binary.exists() else shutil.which("moto_server")
+def moto_server_on(
+    host: str = "127.0.0.1", *, command: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[MotoServer]:
+    """A moto_server process on `host` (loopback, or the Docker bridge for Lambda containers).
+
+    `command` runs another server taking moto_server's arguments (tests/support/moto_iam.py)."""
     if command is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+        binary = Path(sys.executable).parent / "moto_server"
+        found = str(binary) if binary.exists() else shutil.which("moto_server")
+        if found is None:
+            pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+        command = [found]
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the whole session, closed at teardown
     proc = subprocess.Popen(
-        [command, "-H", host, "-p", str(port)],
-        env={**os.environ, "MOTO_PORT": str(port)},
+        [*command, "-H", host, "-p", str(port)],
+        env={**(os.environ if env is None else env), "MOTO_PORT": str(port)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
