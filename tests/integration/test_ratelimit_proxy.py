@@ -133,7 +133,9 @@ def transfer(hub: HubProxy, dst: LocalRegistry, tags: list[str], tmp_path: Path)
 SAMPLES = {"1": "single", "2": "app-a", "3": "app-b", "4": "multi", "5": "single"}
 
 
-def seed(seeded_src: Any) -> dict[str, str]:
+@pytest.fixture
+def digests(seeded_src: Any) -> dict[str, str]:
+    """The sample images pushed to library/app at the source: tag -> digest."""
     pushed = seeded_src({f"library/app:{tag}": sample for tag, sample in SAMPLES.items()})
     return {ref.rsplit(":", 1)[1]: digest for ref, digest in pushed.items()}
 
@@ -141,11 +143,10 @@ def seed(seeded_src: Any) -> dict[str, str]:
 def test_pauses_before_the_budget_runs_out_and_resumes_when_the_window_refills(
     hub: Callable[..., HubProxy],
     dst_registry: LocalRegistry,
-    seeded_src: Any,
+    digests: dict[str, str],
     skopeo_recorder: SkopeoRecorder,
     tmp_path: Path,
 ) -> None:
-    digests = seed(seeded_src)
     proxy = hub(limit=10, window=3.0)
     proxy.prespent = 6  # someone behind the same address pulled recently: 4 left, for 3 s after our first pull
 
@@ -166,10 +167,9 @@ def test_pauses_before_the_budget_runs_out_and_resumes_when_the_window_refills(
 def test_retry_after_pauses_every_pull_from_that_registry(
     hub: Callable[..., HubProxy],
     dst_registry: LocalRegistry,
-    seeded_src: Any,
+    digests: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    digests = seed(seeded_src)
     proxy = hub(limit=100, window=3600)
     # The budget is at the reserve, so each copy first asks with a (free) HEAD; the first such
     # HEAD of :1 (its second, after planning's) gets 429 + Retry-After: 2. Then the budget is back.
