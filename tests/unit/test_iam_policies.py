@@ -1,7 +1,7 @@
 """Least privilege in template.yaml, checked statement by statement.
 
 Both branches of every Fn::If are checked, so a condition cannot hide a broad grant. `"*"` as a
-resource is allowed only for the actions in support.cfn.STAR_RESOURCE_ACTIONS, each of which either
+resource is allowed only for the actions in support.iam.STAR_RESOURCE_ACTIONS, each of which either
 has no resource type in IAM or is documented that way by the service that needs it (the README
 lists them too).
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from support.cfn import ROOT, STAR_RESOURCE_ACTIONS, as_list, branches, statements, strings, template, violations
+from support.cfn import ROOT, source_template
+from support.iam import STAR_RESOURCE_ACTIONS, as_list, branches, statements, strings, violations
 
 
 def test_policies_exist_where_expected() -> None:
@@ -47,7 +48,7 @@ def test_star_resource_only_for_actions_that_need_it() -> None:
 
 
 def test_every_arn_in_the_template_is_partition_aware() -> None:
-    arns = [s for s in strings(template()["Resources"]) if "arn:" in s]
+    arns = [s for s in strings(source_template()["Resources"]) if "arn:" in s]
     assert len(arns) >= 15
     for text in arns:
         for match in re.finditer(r"arn:", text):
@@ -55,7 +56,7 @@ def test_every_arn_in_the_template_is_partition_aware() -> None:
 
 
 def test_nothing_is_pinned_to_one_region_or_partition() -> None:
-    text = json.dumps(template()["Resources"])
+    text = json.dumps(source_template()["Resources"])
     assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|cn)-[a-z]+-[0-9]\b", text), "a region name in Resources"
     assert "amazonaws.com.cn" not in text and "arn:aws" not in text
 
@@ -129,7 +130,7 @@ def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> Non
     """Issue 10: with srcRoleArn (or srcCredential keys) the task's own identity never reads the source."""
     reads = [(n, s) for n, s in statements() if s.get("Sid") == "ReadSourceRegistry"]
     assert {n for n, _ in reads} == {"ListerFunction", "TaskRole"}
-    conditions = template()["Conditions"]
+    conditions = source_template()["Conditions"]
     assert conditions["ReadsSourceDirectly"] == {
         "Fn::And": [
             {"Condition": "IsEcrSource"},
@@ -138,7 +139,7 @@ def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> Non
         ]
     }
     for name in ("ListerFunction", "TaskRole"):
-        text = json.dumps(template()["Resources"][name])
+        text = json.dumps(source_template()["Resources"][name])
         assert '"Fn::If": ["ReadsSourceDirectly", {"Sid": "ReadSourceRegistry"' in text, name
 
 
@@ -151,7 +152,7 @@ def test_credential_secrets_with_a_customer_key_may_be_decrypted_only_through_se
         assert statement["Condition"] == {
             "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}}
         }
-        text = json.dumps(template()["Resources"][name])
+        text = json.dumps(source_template()["Resources"][name])
         assert '"Fn::If": ["HasCredentialKmsKey", {"Sid": "DecryptCredentialSecrets"' in text
 
 
@@ -163,7 +164,7 @@ def test_the_lister_queries_the_latest_outcomes_index_and_never_scans() -> None:
     (index,) = [s for s in lister if s.get("Sid") == "LatestOutcomes"]
     assert as_list(index["Action"]) == ["dynamodb:Query"]
     assert index["Resource"] == {"Fn::Sub": "${LedgerTable.Arn}/index/ByItemType"}
-    table = template()["Resources"]["LedgerTable"]["Properties"]
+    table = source_template()["Resources"]["LedgerTable"]["Properties"]
     (gsi,) = table["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "ByItemType"
 
@@ -182,7 +183,7 @@ def test_secrets_are_read_by_name_only_when_configured() -> None:
         resource = statement["Resource"]["Fn::Sub"]
         assert resource.endswith("-??????") and ":secret:${" in resource
     # And only under the condition that the secret name is set.
-    text = json.dumps(template()["Resources"]["TaskRole"])
+    text = json.dumps(source_template()["Resources"]["TaskRole"])
     assert '"Fn::If": ["HasSrcCredential"' in text and '"Fn::If": ["HasDestCredential"' in text
 
 
@@ -195,7 +196,7 @@ def test_destination_writes_are_scoped_to_the_prefix() -> None:
 
 
 def test_trust_policies_name_one_service_each() -> None:
-    resources = template()["Resources"]
+    resources = source_template()["Resources"]
     principals = {}
     for name, resource in resources.items():
         if resource["Type"] == "AWS::IAM::Role":
@@ -209,7 +210,7 @@ def test_trust_policies_name_one_service_each() -> None:
 
 
 def test_the_bucket_refuses_plain_http() -> None:
-    policy = template()["Resources"]["WorkBucketPolicy"]["Properties"]["PolicyDocument"]
+    policy = source_template()["Resources"]["WorkBucketPolicy"]["Properties"]["PolicyDocument"]
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -283,7 +284,7 @@ def test_sam_generated_roles_add_only_basic_logging_and_tracing(region: str, par
 
 
 def test_every_grant_anywhere_is_least_privilege() -> None:
-    assert violations(template()) == []
+    assert violations(source_template()) == []
 
 
 def test_the_grant_checks_catch_broad_grants_wherever_they_are() -> None:

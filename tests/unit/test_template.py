@@ -19,7 +19,7 @@ import pytest
 from ecr_transfer import envvars
 from ecr_transfer.cloud import batch
 from ecr_transfer.settings import ENV_NAMES
-from support.cfn import ROOT, template
+from support.cfn import ROOT, source_template
 from support.sam import python312_env, sam_cli
 
 DTH_PARAMETERS = [
@@ -43,7 +43,7 @@ DTH_PARAMETERS = [
 
 
 def resources() -> dict[str, Any]:
-    return dict(template()["Resources"])
+    return dict(source_template()["Resources"])
 
 
 def props(name: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def props(name: str) -> dict[str, Any]:
 
 # -- layout and parameters ------------------------------------------------------------------------
 def test_sections_come_in_the_documented_order() -> None:
-    keys = [k for k in template() if k not in {"AWSTemplateFormatVersion", "Transform", "Description"}]
+    keys = [k for k in source_template() if k not in {"AWSTemplateFormatVersion", "Transform", "Description"}]
     assert keys == ["Parameters", "Metadata", "Conditions", "Rules", "Globals", "Resources", "Outputs"]
 
 
@@ -64,7 +64,7 @@ def test_resources_are_grouped_under_banner_comments() -> None:
 
 
 def test_every_parameter_is_described_constrained_and_grouped() -> None:
-    tpl = template()
+    tpl = source_template()
     parameters = tpl["Parameters"]
     for name in DTH_PARAMETERS:
         assert name in parameters, f"the Data Transfer Hub parameter {name} is missing"
@@ -92,7 +92,7 @@ def test_every_parameter_is_described_constrained_and_grouped() -> None:
     ],
 )
 def test_parameter_patterns_accept_good_values_and_reject_bad_ones(name: str, good: list[str], bad: list[str]) -> None:
-    pattern = re.compile(template()["Parameters"][name]["AllowedPattern"])
+    pattern = re.compile(source_template()["Parameters"][name]["AllowedPattern"])
     for value in good:
         assert pattern.fullmatch(value), f"{name} should accept {value!r}"
     for value in bad:
@@ -100,7 +100,7 @@ def test_parameter_patterns_accept_good_values_and_reject_bad_ones(name: str, go
 
 
 def test_defaults_keep_the_old_behaviour() -> None:
-    parameters = template()["Parameters"]
+    parameters = source_template()["Parameters"]
     assert parameters["scheduleExpression"]["Default"] == "rate(1 day)"
     assert parameters["concurrency"]["Default"] == "10"
     assert parameters["sourceType"]["AllowedValues"] == ["Amazon_ECR", "Public"]
@@ -109,7 +109,7 @@ def test_defaults_keep_the_old_behaviour() -> None:
 
 # -- functions and settings -----------------------------------------------------------------------
 def test_globals_set_powertools_and_functions_run_python_312() -> None:
-    glob = template()["Globals"]["Function"]
+    glob = source_template()["Globals"]["Function"]
     env = glob["Environment"]["Variables"]
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(env)
     assert glob["Tracing"] == {"Fn::If": ["TracingAvailable", "Active", "PassThrough"]}  # see test_partitions.py
@@ -187,7 +187,7 @@ def test_the_ledger_lease_outlives_a_batch() -> None:
 
 
 def test_secrets_travel_as_names_only() -> None:
-    for name, spec in template()["Parameters"].items():
+    for name, spec in source_template()["Parameters"].items():
         if "Credential" in name:
             assert "name" in spec["Description"].lower()
             assert not re.compile(spec["AllowedPattern"]).fullmatch('{"password": "x"}')
@@ -267,7 +267,7 @@ def test_cluster_and_network_are_created_only_when_missing() -> None:
 def test_daily_schedule_one_time_option_and_a_first_run() -> None:
     res = resources()
     assert res["ReplicationSchedule"]["Condition"] == "IsScheduled"
-    assert template()["Conditions"]["IsScheduled"] == {
+    assert source_template()["Conditions"]["IsScheduled"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "scheduleExpression"}, "ONE_TIME"]}]
     }
     assert res["ReplicationSchedule"]["Properties"]["ScheduleExpression"] == {"Ref": "scheduleExpression"}
@@ -279,7 +279,7 @@ def test_daily_schedule_one_time_option_and_a_first_run() -> None:
 
 
 def test_outputs_name_what_users_look_for() -> None:
-    outputs = template()["Outputs"]
+    outputs = source_template()["Outputs"]
     for name in (
         "StateMachineArn",
         "LedgerTableName",
@@ -345,7 +345,7 @@ def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
 def test_platforms_parameter_takes_what_the_settings_take() -> None:
     from ecr_transfer.subsets import parse_platforms
 
-    pattern = re.compile(template()["Parameters"]["platforms"]["AllowedPattern"])
+    pattern = re.compile(source_template()["Parameters"]["platforms"]["AllowedPattern"])
     for value in ["", "linux/amd64", "linux/amd64,linux/arm64", "linux/arm/v7, linux/arm64"]:
         assert pattern.fullmatch(value), value
         parse_platforms(value)
