@@ -31,9 +31,9 @@ import boto3
 import pytest
 
 from ecr_transfer.local.accesslog import RequestKind
+from support.cfn import Deployment, Resolver, transformed
 from support.iam_policy import Check, decide
 from support.moto_iam import DECISIONS_LOG
-from support.resolver import Deployment, Resolver, transformed
 
 from .ecr_support import ACCOUNT_A, OPENER, EcrEmulator, MotoServer, helper_client, moto_server_on, use_moto
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from jsonpath_ng import parse as parse_jsonpath
 
-from support.resolver import Deployment, Resolver, source_template
+from support.cfn import Deployment, Resolver, source_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "ecr_replication.asl.json"

@@ -1,6 +1,6 @@
 """What differs in the China regions (aws-cn), checked on the template as CloudFormation deploys it.
 
-SAM's transform runs here (tests/support/resolver.py) and the result is resolved for one deployment in
+SAM's transform runs here (tests/support/cfn.py) and the result is resolved for one deployment in
 each partition: X-Ray's Lambda integration is not available in China, and Fargate in cn-north-1
 runs only in AZ IDs cnn1-az1 and cnn1-az2 (AZ names map to different IDs in every account).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from support.resolver import Deployment, Resolver, source_template, transformed
+from support.cfn import Deployment, Resolver, source_template, transformed
 
 REGIONS = ["us-east-1", "cn-north-1", "cn-northwest-1"]
 BASE = {"sourceType": "Public", "srcList": "SELECTED", "srcImageList": "nginx"}
