@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from ecr_transfer.bytemeter import ByteMeter
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier
 from ecr_transfer.ledger.base import Ledger, LedgerBusyError
@@ -34,6 +35,13 @@ class Progress(Protocol):
     def planned(self, items: list[WorkItem]) -> None: ...
 
     def finished(self, outcome: Outcome) -> None: ...
+
+    counts_bytes: bool
+    """Whether to measure bytes landing while copies run (a live terminal line does)."""
+
+    def landed(self, size: int) -> None:
+        """`size` more bytes reached the destination."""
+        ...
 
     def close(self) -> None: ...
 
@@ -79,8 +87,13 @@ def copy_items(
     if not pending:
         return outcomes
 
+    # A live progress line shows bytes as blobs land (see bytemeter); nothing else pays for it.
+    meter = ByteMeter(context.clients, progress.landed) if progress is not None and progress.counts_bytes else None
+
     def work(item: WorkItem) -> Outcome:
         ledger.record(item.in_progress(run_id))
+        if meter is not None:
+            meter.started(item)
         try:
             return copier.copy(item)
         except Exception as exc:
@@ -95,18 +108,24 @@ def copy_items(
         if progress is not None:
             progress.finished(outcome)
 
-    def finished(_item: WorkItem, outcome: Outcome) -> bool:
+    def finished(item: WorkItem, outcome: Outcome) -> bool:
+        if meter is not None:
+            meter.finished(item, outcome.status == "copied")
         done(outcome)
         return outcome.status in ("copied", "skipped")
 
     # Ctrl-C / SIGTERM: running copies end (without retrying), and what never started is said.
-    scheduler.run(
-        work,
-        workers=concurrency,
-        finished=finished,
-        stopped=lambda item: done(_interrupted(run_id, item)),
-        stop=stop,
-    )
+    try:
+        scheduler.run(
+            work,
+            workers=concurrency,
+            finished=finished,
+            stopped=lambda item: done(_interrupted(run_id, item)),
+            stop=stop,
+        )
+    finally:
+        if meter is not None:
+            meter.close()
     return outcomes
 
 

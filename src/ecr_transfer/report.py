@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -90,42 +91,78 @@ def dump(doc: dict[str, Any], out: TextIO | None = None) -> None:
     out.write(json.dumps(doc, indent=2) + "\n")
 
 
-class TerminalProgress:
-    """One self-rewriting status line on a terminal; silent when output is not a terminal."""
+def human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
 
-    def __init__(self, out: TextIO | None = None) -> None:
+
+class TerminalProgress:
+    """One self-rewriting status line on a terminal; silent when output is not a terminal.
+
+    On a terminal the line is redrawn every `tick` seconds, not only when an image ends (a long
+    copy used to freeze it), and shows the bytes that have landed at the destination so far.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, tick: float = 0.5) -> None:
         self._out: TextIO = out if out is not None else sys.stderr
         self._live = self._out.isatty()
+        self.counts_bytes = self._live
         self._total = 0
         self._counts: Counter[str] = Counter()
+        self._bytes = 0
         self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self._live:
+            self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True, name="progress")
+            self._ticker.start()
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._draw()
 
     def planned(self, items: list[WorkItem]) -> None:
         self._total = len(items)
         copy = sum(1 for i in items if i.action == "copy")
-        self._out.write(f"planned {len(items)} images: {copy} to copy, {len(items) - copy} already in sync\n")
+        with self._lock:
+            self._out.write(f"planned {len(items)} images: {copy} to copy, {len(items) - copy} already in sync\n")
+        self._draw()
+
+    def landed(self, size: int) -> None:
+        with self._lock:
+            self._bytes += size
         self._draw()
 
     def finished(self, outcome: Outcome) -> None:
         self._counts[_json_status(outcome.status)] += 1
         if outcome.status in FAILED_STATUSES and not self._live:
             # An interrupted image did not fail: it was stopped, and the next run re-plans it.
-            self._out.write(f"{outcome.status.upper()} {outcome.source}: {outcome.error}\n")
+            with self._lock:
+                self._out.write(f"{outcome.status.upper()} {outcome.source}: {outcome.error}\n")
         self._draw()
 
     def _draw(self) -> None:
-        if not self._live:
+        if not self._live or self._stop.is_set():
             return
-        done = sum(self._counts.values())
-        c = self._counts
-        self._out.write(
-            f"\r[{done}/{self._total}] copied {c['copied']}  skipped {c['skipped']}  failed {c['failed']}  "
-            f"{time.monotonic() - self._started:.1f}s\033[K"
-        )
-        self._out.flush()
+        with self._lock:
+            done = sum(self._counts.values())
+            c = self._counts
+            self._out.write(
+                f"\r[{done}/{self._total}] copied {c['copied']}  skipped {c['skipped']}  failed {c['failed']}  "
+                f"{human_bytes(self._bytes)}  {time.monotonic() - self._started:.1f}s\033[K"
+            )
+            self._out.flush()
 
     def close(self) -> None:
         if self._live:
+            self._draw()
+            self._stop.set()
+            if self._ticker is not None:
+                self._ticker.join(timeout=2)
             self._out.write("\n")
 
 

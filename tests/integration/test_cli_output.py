@@ -6,6 +6,7 @@ finds pytest's capture handler and prints nothing, which is how the noise went u
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ecr_transfer.context import build_context
 from ecr_transfer.ledger.sqlite import SQLiteLedger
+from ecr_transfer.pipeline import run
+from ecr_transfer.report import TerminalProgress, human_bytes
+from ecr_transfer.settings import from_mapping
 from integration.ecr_support import MotoServer
 from support.runs import count_status, wait_for
 from support.skopeo_wrapper import Skopeo
@@ -181,3 +186,42 @@ def test_help_is_written_for_users() -> None:
     text = " ".join(plan.stdout.split())
     for option, words in options.items():
         assert re.search(rf"{option}( \w+)? .*{words}", text), (option, plan.stdout)
+
+
+class FakeTerminal(io.StringIO):
+    """What a terminal would show: TerminalProgress draws only on a tty."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_keeps_time_moving_and_counts_landed_bytes(transfer: Transfer, skopeo: Skopeo) -> None:
+    digest = transfer.seed({"team/app:1": "single"})["team/app:1"]
+    manifest = json.loads(transfer.src.get_manifest("team/app", digest) or b"{}")
+    size = sum(blob["size"] for blob in [manifest["config"], *manifest["layers"]])
+    transfer.monkeypatch.setenv("FAULT_SKOPEO_DELAY", "1.5")  # one long copy: nothing finishes for 1.5 s
+    settings = from_mapping(
+        {
+            "sourceType": "Public",
+            "srcImageList": f"{transfer.src.host}/team/app:1",
+            "destType": "Registry",
+            "destRegistry": transfer.dst.host,
+            "insecureRegistries": [transfer.src.host, transfer.dst.host],
+        }
+    )
+    screen = FakeTerminal()
+    context = build_context(settings)
+    ledger = SQLiteLedger(transfer.tmp_path / "l.db")
+    try:
+        result = run(context, ledger, progress=TerminalProgress(screen, tick=0.1))
+    finally:
+        context.close()
+        ledger.close()
+
+    assert [o.status for o in result.outcomes] == ["copied"]
+    frames = [f.removesuffix("\033[K").strip() for f in screen.getvalue().split("\r") if f.startswith("[")]
+    during = [f for f in frames if f.startswith("[0/1]")]
+    # The line moved while the copy ran (it used to stand still until the image ended)...
+    assert len({f.rsplit(" ", 1)[-1] for f in during}) >= 5, during
+    # ...and ends with every byte the copy brought: the config and the layers of the image.
+    assert frames[-1].startswith("[1/1] copied 1") and f"  {human_bytes(size)}  " in frames[-1], frames[-1]

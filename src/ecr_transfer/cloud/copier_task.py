@@ -62,7 +62,12 @@ class BatchInterrupted(Exception):
 
 
 class _LogEach:
+    counts_bytes = False  # a log line per image is enough in the cloud: no HEADs to measure bytes
+
     def planned(self, items: list[WorkItem]) -> None:
+        pass
+
+    def landed(self, size: int) -> None:
         pass
 
     def finished(self, outcome: Outcome) -> None:
