@@ -39,6 +39,8 @@ class Target:
     timeout: float = 900.0
     explicit: bool = False
     """Name every tag (a sample) instead of asking for all tags of each repository."""
+    ca: Path | None = None
+    """TLS profile: both registries speak HTTPS with a certificate from this CA (PEM), trusted by every tool."""
 
     @property
     def refs(self) -> list[str]:
@@ -76,6 +78,9 @@ def ecr_transfer(target: Target, skopeo: Skopeo, *, tag: str, src: Path | None =
         "insecureRegistries": [target.src, target.dst],
         "concurrency": target.concurrency,
     }
+    if target.ca is not None:
+        del settings["insecureRegistries"]
+        settings["registryCaBundles"] = {host: str(target.ca) for host in (target.src, target.dst)}
     config.write_text(json.dumps(settings, indent=1))
     env["BENCH_PROBE_OUT"] = str(probe)
     env["BENCH_STDERR"] = str(target.workdir / f"stderr-{tag}.txt")
@@ -101,9 +106,15 @@ def skopeo_sync(target: Target, skopeo: Skopeo, *, tag: str) -> Run:
     source = target.workdir / f"sync-{tag}.yaml"
     # YAML is JSON's superset; an empty tag list means every tag of the repository.
     images = {repo: tags if target.explicit else [] for repo, tags in target.repos.items()}
-    source.write_text(json.dumps({target.src: {"images": images, "tls-verify": False}}))
+    registry: dict[str, object] = {"images": images, "tls-verify": target.ca is not None}
     argv = [env["ECR_TRANSFER_SKOPEO"], *_skopeo_global(), "sync", "--all", "--src", "yaml", "--dest", "docker"]
-    argv += ["--dest-tls-verify=false", str(source), f"{target.dst}/{target.namespace}"]
+    if target.ca is None:
+        argv.append("--dest-tls-verify=false")
+    else:
+        registry["cert-dir"] = str(target.ca.parent)
+        argv += ["--dest-cert-dir", str(target.ca.parent)]
+    source.write_text(json.dumps({target.src: registry}))
+    argv += [str(source), f"{target.dst}/{target.namespace}"]
     p = run_process(argv, env, timeout=target.timeout)
     return Run(
         "skopeo sync", p.wall, p.rc, p.tail if p.rc else "", Skopeo.count(env), maxrss_tree_kb=p.tree_kb,

@@ -1,0 +1,248 @@
+"""Second round (issue 15): ecr-transfer against regsync and crane, not only skopeo sync.
+
+`python -m bench.round2` runs, on corpora of its own (kept in the work directory like the first
+round's), every tool found on PATH, in alternating order, `--reps` times, and writes
+`bench/results/<date>-round2.{json,md}`:
+
+- noop-300: 300 tags in 10 repositories, destination already in sync;
+- noop-3000: 3,000 tags in one repository, in sync (skopeo sync left out: ~35 s a run);
+- small: cold copy of 200 small images (a shared base and a distinct 4 KB layer each), one repository;
+- wan: cold copy of 12 images of 5 MB sharing 2 base layers, 4 repositories, behind the WAN
+  proxy (20-25 ms each way), every tool at the same concurrency (10);
+- the `tls` profile runs noop-300 and small again with HTTPS registries and a private CA that
+  every tool is told to trust (the protocol floor speaks plain HTTP only: not run there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from tests.support.tls import TestCA, TlsRegistry, make_ca
+
+from bench import corpus, measure, peers, report2, stage, tools
+from bench.measure import Run, Skopeo, summarize_requests
+from ecr_transfer.local.oci import Layer, write_image
+from ecr_transfer.local.registry import LocalRegistry
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Tool = Callable[[tools.Target, str], Run]
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    repos: int
+    tags: int
+    layer_bytes: int = 4096
+    bases: int = 1
+    base_bytes: int = 0
+
+
+SHAPES = {
+    "noop-300": Shape("noop-300", 10, 300),
+    "noop-3000": Shape("noop-3000", 1, 3000),
+    "small": Shape("small", 1, 200),
+    "wan": Shape("wan", 4, 12, layer_bytes=1_000_000, bases=2, base_bytes=4_000_000),
+}
+
+
+def build(workdir: Path, shape: Shape, scale: float = 1.0) -> corpus.Corpus:
+    tags = max(2, int(shape.tags * scale))
+    c = corpus.Corpus(workdir / "layouts" / f"r2-{shape.name}-{tags}")
+    marker = c.layout / "corpus.json"
+    if marker.exists():
+        return corpus._finish(c, marker)
+    bases = [
+        Layer.random(shape.base_bytes, f"r2-{shape.name}-base-{b}")
+        if shape.base_bytes
+        else Layer.text("etc/r2", "r2\n")
+        for b in range(shape.bases)
+    ]
+    for k in range(tags):
+        repo = f"r2/{shape.name}-{k % shape.repos:02d}" if shape.repos > 1 else f"r2/{shape.name}"
+        app = Layer.random(shape.layer_bytes, f"r2-{shape.name}-{k}")
+        image = write_image(c.layout, f"t{k}", [bases[k % shape.bases], app])
+        c.tags[f"t{k}"] = f"{repo}:v{k}"
+        c.digests[f"{repo}:v{k}"] = image.digest
+    return corpus._finish(c, marker)
+
+
+@dataclass
+class Bench2:
+    workdir: Path
+    reps: int
+    skopeo: Skopeo
+    before_src: Path | None = None
+    only: tuple[str, ...] = ()
+    runs: list[Run] = field(default_factory=list)
+
+    def contenders(self, *, floor: bool, sync: bool) -> list[tuple[str, Tool]]:
+        out: list[tuple[str, Tool]] = [("ecr-transfer", lambda t, tag: tools.ecr_transfer(t, self.skopeo, tag=tag))]
+        if self.before_src is not None:
+            src = self.before_src
+            out.append(("ecr-transfer (before)", lambda t, tag: tools.ecr_transfer(t, self.skopeo, tag=tag, src=src)))
+        found = peers.found()
+        if "regsync" in found:
+            out.append(("regsync", lambda t, tag: peers.regsync(t, tag=tag)))
+        if "crane" in found:
+            out.append(("crane", lambda t, tag: peers.crane(t, tag=tag)))
+        if sync:
+            out.append(("skopeo sync", lambda t, tag: tools.skopeo_sync(t, self.skopeo, tag=tag)))
+        if floor:
+            out.append(("protocol floor", lambda t, tag: tools.floor_heads(t, tag=tag)))
+        return [(n, t) for n, t in out if not self.only or n in self.only]
+
+    def record(
+        self, run: Run, scenario: str, profile: str, rep: int, name: str, requests: dict[str, dict[str, int]]
+    ) -> None:
+        run.tool, run.scenario, run.profile, run.rep = name, scenario, profile, rep
+        run.requests = requests
+        self.runs.append(run)
+        state = "ok" if run.ok else f"FAILED {run.stderr_tail[-300:]} {run.note}"
+        print(
+            f"  {scenario:9s} {profile:8s} rep {rep} {name:22s} {run.wall:7.2f}s cpu tool {run.cpu_tool_s:5.2f}s "
+            f"load {os.getloadavg()[0]:.1f} {state}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def requests_of(src: LocalRegistry, dst: LocalRegistry) -> dict[str, dict[str, int]]:
+    return {"source": summarize_requests(src.requests()), "destination": summarize_requests(dst.requests())}
+
+
+@contextmanager
+def serving(storage: Path | None, ca: TestCA | None) -> Iterator[LocalRegistry]:
+    """A registry over `storage` (a fresh one when None): HTTPS with the bench CA in the tls profile."""
+    reg: LocalRegistry = LocalRegistry(root_dir=storage) if ca is None else TlsRegistry(ca, root_dir=storage)
+    reg.start()
+    try:
+        yield reg
+    finally:
+        reg.stop(keep_storage=storage is not None)
+
+
+def trust(ca: TestCA | None) -> Path | None:
+    """The CA alone in a directory: skopeo's cert dir would take server.key for a client key."""
+    if ca is None:
+        return None
+    path = ca.ca.parent / "trust" / "ca.crt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ca.ca, path)
+    return path
+
+
+def verify(storage: Path, images: corpus.Corpus) -> list[str]:
+    """Refs whose digest at the destination is not the corpus's (read over plain HTTP afterwards)."""
+    with stage.registry(storage) as plain:
+        landed = stage.digests_at(plain.host, images.refs)
+    return [r for r in images.refs if landed[r] != images.digests[r]]
+
+
+def noop(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None) -> None:
+    src_store = stage.seeded(bench.workdir, images.layout.name, [images])
+    dst_store = stage.seeded(bench.workdir, images.layout.name + "-dest", [], base=src_store)
+    items = bench.contenders(floor=ca is None, sync=len(images.refs) <= 1000)
+    with serving(src_store, ca) as src, serving(dst_store, ca) as dst:
+        for rep in range(bench.reps):
+            k = rep % len(items)
+            for name, tool in items[k:] + items[:k]:
+                target = tools.Target(src.host, dst.host, images.repositories(), bench.workdir / "runs", ca=trust(ca))
+                src.reset_requests()
+                dst.reset_requests()
+                run = tool(target, f"{scenario}-{profile}-{rep}-{name}")
+                bench.record(run, scenario, profile, rep, name, requests_of(src, dst))
+
+
+def cold(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None) -> None:
+    src_store = stage.seeded(bench.workdir, images.layout.name, [images])
+    items = bench.contenders(floor=False, sync=True)
+    fronts = stage.Fronts(profile == "wan", 20.0, 25.0, 4 << 20, 3600.0)
+    try:
+        with serving(src_store, ca) as src:
+            src_front = fronts.front(src)
+            for rep in range(bench.reps):
+                k = rep % len(items)
+                for name, tool in items[k:] + items[:k]:
+                    storage = Path(tempfile.mkdtemp(prefix="r2-dst-", dir=bench.workdir / "runs"))
+                    with serving(storage, ca) as dst:
+                        target = tools.Target(
+                            src_front, fronts.front(dst), images.repositories(), bench.workdir / "runs", ca=trust(ca)
+                        )
+                        src.reset_requests()
+                        run = tool(target, f"{scenario}-{profile}-{rep}-{name}")
+                        fronts.drop(dst)
+                        requests = requests_of(src, dst)
+                    wrong = verify(storage, images)
+                    if wrong:
+                        run.ok, run.note = False, f"{len(wrong)} images missing or different: {wrong[:3]}"
+                    bench.record(run, scenario, profile, rep, name, requests)
+                    shutil.rmtree(storage, ignore_errors=True)
+            fronts.drop(src)
+    finally:
+        fronts.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.round2", description=__doc__)
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ecr-transfer-bench")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--scenarios", default="noop-300,noop-3000,small,wan")
+    p.add_argument("--profiles", default="loopback,tls", help="loopback,tls (wan is its own scenario)")
+    p.add_argument("--tools", default="", help="only these tools, comma-separated")
+    p.add_argument("--before-src", type=Path, help="also run the product from this src/ (an earlier commit)")
+    p.add_argument("--scale", type=float, default=1.0, help="tags per scenario times this (smoke: 0.05)")
+    p.add_argument("--tag", default="round2", help="results file stem suffix")
+    args = p.parse_args(argv)
+    shutil.rmtree(args.workdir / "runs", ignore_errors=True)
+    (args.workdir / "runs").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    machine = measure.machine()
+    bench = Bench2(
+        args.workdir, args.reps, Skopeo(args.workdir / "runs", measure.can_isolate_cache()), args.before_src,
+        tuple(t for t in args.tools.split(",") if t),
+    )  # fmt: skip
+    chosen = [s for s in args.scenarios.split(",") if s]
+    corpora = {name: build(args.workdir, SHAPES[name], args.scale) for name in chosen}
+    ca = make_ca(args.workdir / "runs" / "ca")
+    for profile in args.profiles.split(","):
+        for name in chosen:
+            if name == "wan" and profile != "loopback":
+                continue  # the WAN proxy forwards plain TCP; one profile is enough for it
+            run = noop if name.startswith("noop") else cold
+            run(bench, name, "wan" if name == "wan" else profile, corpora[name], ca if profile == "tls" else None)
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc = {
+        "date": date.today().isoformat(),
+        "machine": machine,
+        "peers": peers.versions(),
+        "missing": [name for name in peers.PEERS if name not in peers.found()],
+        "corpus": {name: {"tags": len(c.tags), "repositories": len(c.repositories())} for name, c in corpora.items()},
+        "reps": args.reps,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "runs": [r.to_dict() for r in bench.runs],
+    }
+    stem = f"{doc['date']}-{args.tag}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    text = report2.markdown(doc, bench.runs)
+    (args.out / f"{stem}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
