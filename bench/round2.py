@@ -169,6 +169,8 @@ def noop(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: 
 def cold(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None) -> None:
     src_store = stage.seeded(bench.workdir, images.layout.name, [images])
     items = bench.contenders(floor=False, sync=True)
+    if not items:
+        return
     fronts = stage.Fronts(profile == "wan", 20.0, 25.0, 4 << 20, 3600.0)
     try:
         with serving(src_store, ca) as src:

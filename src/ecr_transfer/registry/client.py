@@ -13,24 +13,19 @@ import re
 import ssl
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urljoin
 
-import urllib3
-
 from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
 from ecr_transfer.references import DOCKER_HUB
 from ecr_transfer.registry.credentials import Credential
+from ecr_transfer.registry.http import HTTPError, Pool, Response, insecure_context
 from ecr_transfer.registry.mediatypes import ACCEPT
 from ecr_transfer.registry.trust import Trust, trust_hint
 
 log = logging.getLogger(__name__)
-# urllib3 warns on every unverified request (hundreds per run); insecureRegistries is the user's
-# explicit choice, said once per registry by RegistryClient instead.
-warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
 API_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -96,7 +91,7 @@ class RegistryClient:
         credentials: CredentialLookup | None = None,
         insecure: bool = False,
         endpoint: str | None = None,
-        pool: urllib3.PoolManager | None = None,
+        pool: Pool | None = None,
         timeout: float = 30.0,
         rate_limit_hook: RateLimitHook | None = None,
     ) -> None:
@@ -104,8 +99,7 @@ class RegistryClient:
         self._credentials = credentials or (lambda _host: None)
         self._insecure = insecure
         self._endpoint = endpoint
-        self._pool = pool or urllib3.PoolManager(maxsize=16, cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED")
-        self._timeout = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
+        self._pool = pool or Pool(maxsize=16, ssl_context=insecure_context() if insecure else None, timeout=timeout)
         self._base: str | None = None
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -142,8 +136,8 @@ class RegistryClient:
             last: Exception | None = None
             for candidate in candidates:
                 try:
-                    self._pool.request("GET", candidate + "/v2/", timeout=self._timeout, retries=False)
-                except urllib3.exceptions.HTTPError as exc:
+                    self._pool.request("GET", candidate + "/v2/")
+                except HTTPError as exc:
                     last = exc
                     continue
                 self._base = candidate
@@ -174,10 +168,8 @@ class RegistryClient:
         params.setdefault("scope", scope)
         headers = {"Authorization": f"Basic {credential.basic()}"} if credential else {}
         try:
-            resp = self._pool.request(
-                "GET", f"{realm}?{urlencode(params)}", headers=headers, timeout=self._timeout, retries=False
-            )
-        except urllib3.exceptions.HTTPError as exc:
+            resp = self._pool.request("GET", f"{realm}?{urlencode(params)}", headers=headers)
+        except HTTPError as exc:
             what = f"token request to {realm}"
             raise tls_failure(what, realm.split("://", 1)[-1].split("/", 1)[0], exc) or TransientError(
                 f"{what} failed: {exc}"
@@ -196,7 +188,7 @@ class RegistryClient:
 
     def _request(
         self, method: str, url: str, scope: str, what: str, body: bytes | None = None, content_type: str | None = None
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         headers = {"Accept": ACCEPT} if content_type is None else {"Content-Type": content_type}
         retried = False
         if self._tls_failure is not None:
@@ -204,10 +196,8 @@ class RegistryClient:
         for _ in range(2):
             headers.update(self._auth_header(scope))
             try:
-                resp = self._pool.request(
-                    method, url, body=body, headers=headers, timeout=self._timeout, retries=False, preload_content=True
-                )
-            except urllib3.exceptions.HTTPError as exc:
+                resp = self._pool.request(method, url, body=body, headers=headers)
+            except HTTPError as exc:
                 failure = tls_failure(what, url.split("://", 1)[-1].split("/", 1)[0], exc)
                 if failure is not None:
                     self._tls_failure = PermanentError(str(failure).removeprefix(f"{what}: "))
@@ -229,7 +219,7 @@ class RegistryClient:
             return resp
         return resp
 
-    def _raise_for(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+    def _raise_for(self, resp: Response, what: str) -> None:
         status = resp.status
         if status in (401, 403):
             credential = self._credentials(self.registry)
@@ -371,10 +361,10 @@ class RegistryClients:
                 insecure = registry in self._insecure
                 endpoint = self._endpoints.get(registry)
                 if insecure:
-                    pool = urllib3.PoolManager(maxsize=self._pool_size, cert_reqs="CERT_NONE")
+                    pool = Pool(maxsize=self._pool_size, ssl_context=insecure_context())
                 else:
                     hosts = [registry, endpoint.split("://", 1)[-1].rstrip("/")] if endpoint else [registry]
-                    pool = urllib3.PoolManager(maxsize=self._pool_size, ssl_context=self._trust.ssl_context(*hosts))
+                    pool = Pool(maxsize=self._pool_size, ssl_context=self._trust.ssl_context(*hosts))
                 client = RegistryClient(
                     registry,
                     credentials=self._credentials,

@@ -72,7 +72,7 @@ def _read_bundle(value: str, what: str) -> str:
 
 
 class Trust:
-    """CAs and client certificates per registry host, for urllib3 (ssl_context) and skopeo (cert_dir)."""
+    """CAs and client certificates per registry host, for the registry client (ssl_context) and skopeo (cert_dir)."""
 
     def __init__(
         self,
