@@ -23,7 +23,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:
         self.server.peers.append(self.client_address)
         self.send_response(200)
         self.send_header("Docker-Content-Digest", "sha256:" + "ab" * 32)
@@ -101,5 +101,9 @@ def test_no_answer_is_an_http_error_with_its_cause() -> None:
         Pool().request("HEAD", f"http://127.0.0.1:{port}/v2/")
     assert isinstance(caught.value.reason, ConnectionRefusedError)
     client = RegistryClient(f"127.0.0.1:{port}", endpoint=f"http://127.0.0.1:{port}")
-    with pytest.raises(TransientError, match=rf"manifest 127.0.0.1:{port}/repo:v1: network error .*Connection refused"):
+    expected = (
+        rf"manifest 127.0.0.1:{port}/repo:v1: network error talking to 127.0.0.1:{port}: "
+        rf"cannot connect to http://127.0.0.1:{port}: \[Errno 111\] Connection refused$"
+    )
+    with pytest.raises(TransientError, match=expected):
         client.head_manifest("repo", "v1")

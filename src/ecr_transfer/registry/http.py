@@ -136,7 +136,10 @@ class Pool:
         try:
             for _ in range(2):
                 if conn is None:
-                    conn = self._connect(scheme, host)
+                    try:
+                        conn = self._connect(scheme, host)
+                    except OSError as exc:  # refused, unreachable, TLS handshake (the cause is kept)
+                        raise HTTPError(f"cannot connect to {scheme}://{host}: {exc}", exc) from exc
                 try:
                     conn.request(method, target, body=body, headers=dict(headers or {}))
                     resp = conn.getresponse()
@@ -155,5 +158,5 @@ class Pool:
         except (OSError, http.client.HTTPException) as exc:
             if conn is not None:
                 conn.close()
-            raise HTTPError(f"{method} {scheme}://{host}{target.split('?', 1)[0]}: {exc!r}", exc) from exc
+            raise HTTPError(f"{method} {scheme}://{host}{target.split('?', 1)[0]}: {exc}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
