@@ -17,6 +17,7 @@ from ecr_transfer import envvars
 from ecr_transfer.errors import ConfigError, TransferError, TransientError
 from ecr_transfer.references import ImageRef
 from ecr_transfer.registry.client import RegistryClients
+from ecr_transfer.registry.exact import list_referrers
 
 Digest = str | None
 DigestResult = Digest | TransferError
@@ -69,6 +70,10 @@ class SourceCatalog(Protocol):
         """The manifest bytes of a digest-pinned ref (a referrers index); None when absent."""
         ...
 
+    def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        """Descriptors the OCI 1.1 referrers API lists for a digest-pinned ref; None without that API."""
+        ...
+
 
 class DestinationCatalog(Protocol):
     registry: str
@@ -103,6 +108,10 @@ class RegistryCatalog:
     def manifest(self, ref: ImageRef) -> bytes | None:
         client = self._clients.get(ref.registry)
         return retry_transient(lambda: client.get_manifest(ref.repository, ref.reference))
+
+    def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        client = self._clients.get(ref.registry)
+        return retry_transient(lambda: list_referrers(client, ref.repository, ref.reference))
 
     def _head(self, ref: ImageRef) -> DigestResult:
         client = self._clients.get(ref.registry)

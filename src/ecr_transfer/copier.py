@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -17,7 +18,7 @@ from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
 from ecr_transfer.processes import remove_stale_tempdirs
 from ecr_transfer.references import DOCKER_HUB, ImageRef, parse_reference
-from ecr_transfer.referrers import is_referrer_tag
+from ecr_transfer.referrers import REFERRER_REASON, is_referrer_tag
 from ecr_transfer.registry.credentials import Credential, temporary_authfile
 from ecr_transfer.registry.exact import copy_exact
 from ecr_transfer.skopeo import CopyRequest
@@ -114,7 +115,7 @@ class Copier:
         self.context.before_copy(src, dst)
         all_platforms = self.context.settings.include_untagged
         # A signature, SBOM or referrers index: its exact bytes through the registry API, never skopeo.
-        exact = is_referrer_tag(dst.tag)
+        exact = is_referrer_tag(dst.tag) or item.reason.startswith(REFERRER_REASON)
         subset = None if exact else self._subset(src, dst, expected) or self._kept_exactly(src, expected)
         target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
         with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
@@ -167,12 +168,11 @@ class Copier:
             # With --all the copy is byte for byte, so a new digest means the source tag moved
             # during the run, or the manifest changed in transit. Only the first is a copy.
             now_at_source = self.context.source.digests([src])[0]
-            if now_at_source == expected:
-                # The source did not move: skopeo changed the bytes, and would on every run.
+            rewrite = self._rewritten(src, expected) if now_at_source == expected else None
+            if rewrite is not None:
+                # The source did not move and skopeo changes such bytes on every run: retrying cannot help.
                 raise PermanentError(
-                    f"digest mismatch after copy: skopeo wrote {written} for {expected}, which it rewrites "
-                    "(a schema 1 manifest pushed under another repository name is re-signed; an index whose "
-                    "descriptors carry artifactType loses it); not retried"
+                    f"digest mismatch after copy: skopeo wrote {written} for {expected}: {rewrite}; not retried"
                 )
             if now_at_source != written:
                 raise TransientError(
@@ -218,6 +218,20 @@ class Copier:
             return None
         subset = subsets.select(body, wanted, what=f"{src.registry}/{src.repository}@{digest}")
         return None if subset is None or subset.whole else subset
+
+    def _rewritten(self, src: ImageRef, digest: str) -> str | None:
+        """Why skopeo 1.9.3 cannot copy this source manifest byte for byte, or None (then the bytes
+        changed in transit, and another attempt may do better). Read only after a mismatch."""
+        try:
+            body = self.context.clients.get(src.registry).get_manifest(src.repository, digest)
+            doc = json.loads(body) if body else {}
+        except (TransferError, ValueError):
+            return None
+        if isinstance(doc, dict) and doc.get("schemaVersion") == 1:
+            return "skopeo re-signs a schema 1 manifest pushed under another repository name"
+        if body and subsets.kept_exactly(body) is not None:
+            return "skopeo drops artifactType from the descriptors of this index"
+        return None
 
     def _kept_exactly(self, src: ImageRef, digest: str) -> Subset | None:
         """An index skopeo would rewrite, to be written as it is (subsets.kept_exactly), else None."""

@@ -137,7 +137,7 @@ def _referrer_items(
         return []
     refs = [r.ref for r in found]
     targets = _targets(settings, destination, refs)
-    notes = [f"referrer of {r.subject}" for r in found]
+    notes = [f"{referrers.REFERRER_REASON}{r.subject}" for r in found]
     digests: list[DigestResult] = [r.digest for r in found]
     return _items(settings, None, force, refs, targets, digests, destination.digests(targets), notes)
 

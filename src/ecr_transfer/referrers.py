@@ -12,8 +12,10 @@ tag-schema index lists, is a subject in turn. Each referrer is planned like any 
 copied only when the destination lacks it or differs, and one added later arrives on the next
 run. They are copied byte for byte through the registry API (registry.exact), never by skopeo.
 
-Not read: the referrers API itself (`/v2/<name>/referrers/<digest>`), which holds referrers that
-no tag names. See the README's "Referrers" section for what that leaves out.
+Where the source has the OCI 1.1 referrers API (`/v2/<name>/referrers/<digest>`: ECR, and newer
+registries), it is asked too, once per subject: it knows referrers no tag names (Notation, cosign
+in OCI 1.1 mode). Those are planned by digest. A registry without it (distribution 2.8) is asked
+once per run, then not again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from ecr_transfer.errors import TransferError
 from ecr_transfer.references import ImageRef
 
 log = logging.getLogger(__name__)
+
+REFERRER_REASON = "referrer of "
+"""How a referrer's work item's reason starts: the copier copies those exactly (registry.exact)."""
 
 _REFERRER_TAG = re.compile(r"sha256-([a-f0-9]{64})(\.(?:sig|att|sbom))?\Z")
 
@@ -93,14 +98,29 @@ def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]]) ->
             if subject in seen:
                 continue
             seen.add(subject)
+            subject_ref = f"{entry.registry}/{entry.repository}@{subject}"
             refs = [entry.with_tag(t) for t in by_subject.get(subject, [])]
             for ref, looked_up in zip(refs, source.digests(refs) if refs else [], strict=True):
                 if not isinstance(looked_up, str):
                     log.warning("%s: referrer not looked up (%s); tried again on the next run", ref, looked_up)
                     continue
-                subject_ref = f"{entry.registry}/{entry.repository}@{subject}"
                 found.append(Referrer(ref=ref, subject=subject_ref, digest=looked_up))
                 frontier.append(looked_up)
                 if ref.tag and "." not in ref.tag:  # a tag-schema index: its entries are subjects too
                     frontier.extend(_children(source, ref, looked_up))
+            for digest in _from_api(source, entry, subject):
+                if digest not in seen and digest not in frontier:
+                    pinned = ImageRef(entry.registry, entry.repository, entry.path, digest=digest)
+                    found.append(Referrer(ref=pinned, subject=subject_ref, digest=digest))
+                    frontier.append(digest)
     return found
+
+
+def _from_api(source: SourceCatalog, entry: ImageRef, subject: str) -> list[str]:
+    """Digests the registry's referrers API lists for `subject` (none without the API)."""
+    try:
+        listed = source.referrers(ImageRef(entry.registry, entry.repository, entry.path, digest=subject))
+    except TransferError as exc:
+        log.warning("%s@%s: referrers API not read (%s); tried again on the next run", entry, subject, exc)
+        return []
+    return [str(d["digest"]) for d in listed or []]

@@ -171,3 +171,74 @@ def test_an_index_whose_descriptors_carry_artifact_type_keeps_its_digest(
 
     code, second = transfer.run(cfg)
     assert code == 0 and second["counts"]["skipped"] == 1
+
+
+def test_referrers_only_the_referrers_api_knows_arrive_by_digest(transfer: Transfer, tmp_path: Path) -> None:
+    """distribution 2.8 has no referrers API: a proxy answers it for the source, as ECR or a newer
+    registry would (a test double for that one endpoint; every byte still comes from the registry)."""
+    src = transfer.src
+    image = src.push(transfer.images.layout, "app-a", "team/app", "1.0")
+    subject = manifest_descriptor(src, "team/app", image)
+    # Notation-style: a signature pushed by digest, which no tag names.
+    signature = artifact(src, "team/app", "application/vnd.cncf.notary.signature", b"notary-sig", subject)
+    asked: list[str] = []
+
+    def before(request: ProxyRequest) -> ProxyReply | None:
+        if request.method != "GET" or "/referrers/" not in request.path:
+            return None
+        asked.append(request.path)
+        listed = [signature] if request.path == f"/v2/team/app/referrers/{image}" else []
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX_TYPE, "manifests": listed}).encode()
+        return ProxyReply(200, [("Content-Type", OCI_INDEX_TYPE)], body)
+
+    proxy = RegistryProxy(src.host, before=before).start()
+    try:
+        cfg = transfer.config(["team/app:1.0"], src=proxy.host)
+        code, first = transfer.run(cfg)
+        assert code == 0, first
+        assert [(i["source"], i["status"]) for i in first["items"]] == [
+            (f"{proxy.host}/team/app:1.0", "copied"),
+            (f"{proxy.host}/team/app@{signature['digest']}", "copied"),
+        ]
+        assert transfer.dst.get_manifest("team/app", signature["digest"]) == src.get_manifest(
+            "team/app", signature["digest"]
+        )
+        assert asked == [f"/v2/team/app/referrers/{image}", f"/v2/team/app/referrers/{signature['digest']}"]
+
+        code, second = transfer.run(cfg)
+        assert code == 0 and second["counts"] == {"planned": 2, "copied": 0, "skipped": 2, "failed": 0}
+        assert len(asked) == 4, "one referrers request per subject per run"
+    finally:
+        proxy.stop()
+
+
+OCI_INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+
+
+def test_a_manifest_skopeo_rewrites_fails_once_saying_why(
+    transfer: Transfer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the index is not read before the copy (a Docker Hub source, simulated here by turning that
+    read off), skopeo rewrites it: one attempt, a permanent failure with the reason, no retries."""
+    from ecr_transfer.copier import Copier
+    from ecr_transfer.local.oci import OCI_INDEX, Layer, write_index
+    from support.artifacts import push_manifest
+
+    monkeypatch.setattr(Copier, "_kept_exactly", lambda *_: None)
+    src = transfer.src
+    platforms = write_index(tmp_path / "layout", "multi", {("linux", "amd64"): [Layer.text("a.txt", "a")]})
+    src.push(tmp_path / "layout", "multi", "team/tool", "base")
+    amd64 = manifest_descriptor(src, "team/tool", platforms.children[0].digest)
+    attestation = artifact(src, "team/tool", "application/vnd.in-toto+json", b"{}", amd64)
+    pushed = push_manifest(src, "team/tool", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                              "manifests": [amd64, attestation]}, "v2")  # fmt: skip
+
+    code, result = transfer.run(transfer.config(["team/tool:v2"]))
+
+    assert code == 1
+    (row,) = transfer.rows(result["run_id"])
+    assert (row["status"], row["attempts"]) == ("failed", "1")
+    assert row["error"].startswith("digest mismatch after copy: skopeo wrote sha256:")
+    assert row["error"].endswith(
+        f" for {pushed['digest']}: skopeo drops artifactType from the descriptors of this index; not retried"
+    )

@@ -40,6 +40,9 @@ class Catalog:
     def digests(self, refs: Sequence[ImageRef]) -> list[str | None]:
         return [self._digests.get(f"{r.repository}:{r.tag}") for r in refs]
 
+    def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        return None  # a registry without the referrers API
+
     def prepare(self, repositories: Sequence[str]) -> None:
         pass
 

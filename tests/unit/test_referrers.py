@@ -32,6 +32,9 @@ class Source:
         self.repos = repos
         self.manifests = manifests or {}
         self.tag_lists: list[str] = []
+        self.api: dict[str, list[str]] | None = None
+        """subject digest -> referrer digests the referrers API lists; None: no API."""
+        self.api_calls: list[str] = []
 
     def all_images(self) -> list[ImageRef]:
         raise NotImplementedError
@@ -50,6 +53,10 @@ class Source:
 
     def manifest(self, ref: ImageRef) -> bytes | None:
         return self.manifests.get(ref.digest or "")
+
+    def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        self.api_calls.append(ref.digest or "")
+        return None if self.api is None else [{"digest": x} for x in self.api.get(ref.digest or "", [])]
 
 
 def image(repo: str, tag: str) -> ImageRef:
@@ -96,3 +103,15 @@ def test_one_tag_list_per_repository_and_a_failed_listing_leaves_the_image_alone
     assert [r.ref.tag for r in found] == [t(2, ".sig")]
     assert source.tag_lists == ["a", "gone"]
     assert f"{HOST}/gone:ALL_TAGS: tags not listed (tag list timed out)" in caplog.text
+
+
+def test_the_referrers_api_adds_untagged_referrers_by_digest_once_each() -> None:
+    source = Source({"app": {"1.0": d(1), t(1, ".sig"): d(10)}})
+    source.api = {d(1): [d(30), d(10)], d(30): [d(31)]}  # d(10) is also tagged: found once
+    found = discover(source, [(image("app", "1.0"), d(1))])
+    assert [(str(r.ref), r.subject, r.digest) for r in found] == [
+        (f"{HOST}/app:{t(1, '.sig')}", f"{HOST}/app@{d(1)}", d(10)),
+        (f"{HOST}/app@{d(30)}", f"{HOST}/app@{d(1)}", d(30)),
+        (f"{HOST}/app@{d(31)}", f"{HOST}/app@{d(30)}", d(31)),
+    ]
+    assert sorted(source.api_calls) == sorted([d(1), d(10), d(30), d(31)])

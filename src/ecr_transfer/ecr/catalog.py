@@ -223,6 +223,11 @@ class EcrCatalog:
         images = response.get("images") or []
         return str(images[0]["imageManifest"]).encode() if images else None
 
+    def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        # The registry API has them (ECR supports OCI 1.1 referrers); the fallback's clients log in to
+        # this registry with the same token skopeo gets.
+        return self._fallback.referrers(ref) if self._fallback is not None else None
+
     # -- digests ------------------------------------------------------------------------------
     def _point_lookup(self, ref: ImageRef) -> DigestResult:
         image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag}

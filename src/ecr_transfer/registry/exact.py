@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from urllib.parse import urljoin
 
 from ecr_transfer.errors import PermanentError, TransientError
@@ -90,3 +91,35 @@ def copy_exact(
             if not destination.has_blob(dst_repository, blob_digest):
                 upload_blob(destination, dst_repository, blob_digest, get_blob(source, src_repository, blob_digest))
     return destination.put_manifest(dst_repository, tag or digest, body, media_type)
+
+
+_NO_REFERRERS_API: weakref.WeakSet[RegistryClient] = weakref.WeakSet()
+"""Clients whose registry answered the referrers API with 404 (distribution 2.8): asked once per run."""
+
+
+def list_referrers(client: RegistryClient, repository: str, digest: str) -> list[dict[str, object]] | None:
+    """OCI 1.1 `GET /v2/<name>/referrers/<digest>`: the descriptors of what refers to `digest`.
+
+    None when the registry has no referrers API. A registry that has it answers 200 with an
+    index (possibly empty) for any digest, so a 404 means the API itself is missing.
+    """
+    if client in _NO_REFERRERS_API:
+        return None
+    what = f"referrers of {client.registry}/{repository}@{digest}"
+    url: str | None = f"{client.base_url()}/v2/{repository}/referrers/{digest}"
+    found: list[dict[str, object]] = []
+    while url:
+        resp = client._request("GET", url, f"repository:{repository}:pull", what)
+        if resp.status in (404, 405, 501):
+            _NO_REFERRERS_API.add(client)
+            return None
+        if resp.status != 200:
+            client._raise_for(resp, what)
+        try:
+            doc = json.loads(resp.data)
+        except ValueError:
+            raise TransientError(f"{what}: not an index") from None
+        found += [m for m in doc.get("manifests") or [] if isinstance(m, dict) and "digest" in m]
+        link = resp.headers.get("Link", "")
+        url = urljoin(client.base_url() + "/", link.split(";")[0].strip("<> ")) if 'rel="next"' in link else None
+    return found
