@@ -168,7 +168,7 @@ def test_cross_account_source_role_is_the_only_way_to_the_source(world: World) -
     assert registry_refusals(src, stack.policies("TaskRole")) != [], "the task role alone could not read it"
 
 
-def china_destination_with_keys(world: World, key_arn: str | None) -> EcrEmulator:
+def china_registry_with_keys(world: World, key_arn: str | None) -> EcrEmulator:
     """Account B in cn-north-1, reached with an access key pair kept in a Secrets Manager secret."""
     keys = account_keys(ACCOUNT_B, "cn-north-1", "transfer", ADMIN_POLICY)  # the customer's own key policy
     dst = world.ecr(ACCOUNT_B, "cn-north-1", **keys)
@@ -186,7 +186,7 @@ def test_secret_held_keys_with_a_customer_managed_key_run_under_the_template_pol
     """Issue 10, defect 6: a secret encrypted with a customer key needs kms:Decrypt through Secrets Manager."""
     key = customer_key()
     src = world.ecr(ACCOUNT_A, SRC_REGION)
-    dst = china_destination_with_keys(world, key)
+    dst = china_registry_with_keys(world, key)
     digest = src.publish(world.images.layout, "app-b", "team/app", "2.0")
     params = {
         **ECR_ALL,
@@ -206,10 +206,30 @@ def test_secret_held_keys_with_a_customer_managed_key_run_under_the_template_pol
     assert {d["resource"] for d in decrypts} == {key}
 
 
+def test_secret_held_source_keys_are_the_only_way_to_a_source_in_the_other_partition(world: World) -> None:
+    """srcCredential: the task and the lister read the China registry with the secret's keys only."""
+    src = china_registry_with_keys(world, None)
+    dst = world.ecr(ACCOUNT_A, REGION)
+    digest = src.publish(world.images.layout, "app-a", "team/app", "3.0")
+    params = {**ECR_ALL, "srcRegion": "cn-north-1", "srcAccountId": ACCOUNT_B, "srcCredential": SECRET}
+    stack = world.deploy(Stack(params))
+
+    run = run_pipeline(world, stack)
+
+    assert_nothing_refused(world)
+    assert run.exit_code == 0 and dst.digest("mirror/team/app", "3.0") == digest
+    for role in ("ListerFunctionRole", "TaskRole"):
+        assert "secretsmanager:GetSecretValue" in world.moto.allowed(role)
+        source = [d for d in world.moto.decisions() if f"/{role}/" in d["principal"] and ACCOUNT_B in d["resource"]]
+        assert source == [], role
+    statements = [s for d in stack.policies("TaskRole") for s in d["Statement"]]
+    assert all(s.get("Sid") != "ReadSourceRegistry" for s in statements)
+
+
 def test_without_the_kms_key_parameter_a_customer_encrypted_secret_is_refused(world: World) -> None:
     key = customer_key()
     world.ecr(ACCOUNT_A, SRC_REGION).publish(world.images.layout, "app-b", "team/app", "2.0")
-    china_destination_with_keys(world, key)
+    china_registry_with_keys(world, key)
     params = {**ECR_ALL, "destRegion": "cn-north-1", "destAccountId": ACCOUNT_B, "destCredential": SECRET}
     stack = world.deploy(Stack(params))
 
