@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -93,13 +94,24 @@ class RegistryCatalog:
         self.registry = registry or ""
         self.default_registry = registry
         self._concurrency = concurrency
+        # One run's tag lists: `repo:ALL_TAGS` and the referrer lookup read the same list (a catalog
+        # lives for one run, so a tag pushed later is seen by the next one).
+        self._tag_lists: dict[tuple[str, str], list[str]] = {}
+        self._lock = threading.Lock()
 
     def all_images(self) -> list[ImageRef]:
         raise ConfigError("srcList ALL needs an Amazon ECR source; list images with srcImageList instead")
 
     def tags(self, repository: ImageRef) -> list[str]:
+        key = (repository.registry, repository.repository)
+        with self._lock:
+            if key in self._tag_lists:
+                return list(self._tag_lists[key])
         client = self._clients.get(repository.registry)
-        return retry_transient(lambda: client.list_tags(repository.repository))
+        tags = retry_transient(lambda: client.list_tags(repository.repository))
+        with self._lock:
+            self._tag_lists[key] = list(tags)
+        return tags
 
     def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
         """The distribution API reports no push times (a config's `created` is build time)."""
