@@ -48,7 +48,10 @@ def test_a_ca_bundle_setting_that_is_not_a_certificate_is_a_config_error(tmp_pat
     (tmp_path / "x.pem").write_text("hello")
     with pytest.raises(ConfigError) as info:
         Trust({"r.example": str(tmp_path / "x.pem"), "s.example": str(tmp_path / "missing.pem")}, environ={})
-    assert str(info.value) == f"registryCaBundles: r.example: {tmp_path}/x.pem holds no PEM certificate"
+    assert str(info.value).splitlines() == [
+        f"registryCaBundles: r.example: {tmp_path}/x.pem holds no PEM certificate",
+        f"registryCaBundles: s.example: cannot read CA bundle {tmp_path}/missing.pem: No such file or directory",
+    ]
 
 
 def test_skopeo_gets_cert_dirs_except_for_insecure_sides(tmp_path: Path) -> None:

@@ -82,7 +82,15 @@ class Trust:
     ) -> None:
         env = os.environ if environ is None else environ
         self._roots = certs_d_roots(env)
-        self._bundles = {host: _read_bundle(value, host) for host, value in (ca_bundles or {}).items()}
+        self._bundles: dict[str, str] = {}
+        problems: list[str] = []
+        for host, bundle in (ca_bundles or {}).items():
+            try:
+                self._bundles[host] = _read_bundle(bundle, host)
+            except ConfigError as exc:
+                problems += exc.problems  # every bad bundle at once, like every other setting
+        if problems:
+            raise ConfigError(problems, source=SETTING)
         system = _system_bundle()
         # SSL_CERT_FILE pointing at the system bundle itself (common) adds nothing.
         self._env_files: list[Path] = []
