@@ -49,6 +49,8 @@ COPIES_PER_TASK = "ECR_TRANSFER_COPIES_PER_TASK"
 """Fargate copier: skopeo processes a task runs at once over its batch (default 4)."""
 LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
+STATE_MACHINE_ARN = "ECR_TRANSFER_STATE_MACHINE_ARN"
+"""Push intake: the state machine a burst of pushes starts (one execution per burst)."""
 
 # Standard containers/docker auth file locations, as skopeo/podman/docker read them.
 REGISTRY_AUTH_FILE = "REGISTRY_AUTH_FILE"

@@ -19,6 +19,7 @@ from ecr_transfer.ledger import Ledger, open_ledger
 from ecr_transfer.model import RunSummary, now
 from ecr_transfer.pipeline import copy_order, previous_outcomes
 from ecr_transfer.planner import plan
+from ecr_transfer.pushes import from_execution_input, latest_per_tag, select_pushed
 from ecr_transfer.settings import Settings, load_env
 
 ContextBuilder = Callable[[Settings, Mapping[str, str]], TransferContext]
@@ -53,7 +54,9 @@ def list_images(
     run_id = str(event["run_id"])
     holder = str(event.get("execution_arn") or run_id)
     execution_input = event.get("input") or {}
-    force = bool(execution_input.get("force", False)) if isinstance(execution_input, dict) else False
+    if not isinstance(execution_input, dict):
+        execution_input = {}
+    force = bool(execution_input.get("force", False))
     bucket = env[batch.WORK_BUCKET]
 
     # The run is opened before the settings are read, so that a configuration error is recorded
@@ -63,10 +66,18 @@ def list_images(
     try:
         recovered = start_once(ledger, run_id, holder)
         settings = load_env(env, image_list_loader)
+        pushes = from_execution_input(execution_input)
         context = build(settings, env)
         try:
+            # A push-triggered run plans the pushed images only, if the selection has them.
+            selection = None if pushes is None else select_pushed(settings, context.source, latest_per_tag(pushes))
             items = plan(
-                settings, context.source, context.destination, force=force, previous=previous_outcomes(settings, ledger)
+                settings,
+                context.source,
+                context.destination,
+                force=force,
+                previous=previous_outcomes(settings, ledger),
+                selection=selection,
             )
         finally:
             context.close()
@@ -94,5 +105,6 @@ def list_images(
         "concurrency": settings.concurrency,
         "batch_size": batch.batch_size(len(copies), settings.concurrency),
         "force": force,
+        "trigger": "push" if pushes is not None else str(execution_input.get("trigger") or "schedule"),
         "recovered": [r.run_id for r in recovered],
     }

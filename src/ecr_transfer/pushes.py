@@ -1,0 +1,103 @@
+"""Pushed images: what an ECR push event names, and the part of the selection it touches.
+
+A push starts work for the pushed image only, and only when the selection would transfer it in
+a full run: an explicit `repo:tag` entry, or a tag of an expanded entry (`repo:ALL_TAGS`,
+`srcList: ALL`) that passes the tag filters. The filters are applied to the repository's whole
+tag list, as in a full run, so `tagLatest` keeps its meaning ("among the newest N"), not "the
+newest of one".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ecr_transfer.catalog import DigestResult, SourceCatalog
+from ecr_transfer.errors import ConfigError
+from ecr_transfer.references import ImageRef
+from ecr_transfer.selection import Selection, select
+from ecr_transfer.settings import Settings
+
+PUSH_TRIGGER = "push"
+MAX_PUSHED_PER_RUN = 500
+"""Pushed images one execution carries (~150 bytes each: far inside the 256 KB payload limit)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushedImage:
+    repository: str
+    tag: str
+    digest: str
+    pushed_at: str
+    """The event's time (ISO 8601, UTC): push-to-landed latency is measured from it."""
+
+    def as_input(self) -> dict[str, str]:
+        return {"repository": self.repository, "tag": self.tag, "digest": self.digest, "pushed_at": self.pushed_at}
+
+
+def from_execution_input(execution_input: Mapping[str, Any]) -> list[PushedImage] | None:
+    """The pushed images of a push-triggered execution; None for a full run."""
+    if execution_input.get("trigger") != PUSH_TRIGGER:
+        return None
+    pushed = execution_input.get("pushed")
+    if not isinstance(pushed, list) or not pushed:
+        raise ConfigError("a push-triggered run names no pushed images (input.pushed)", source="input")
+    try:
+        return [
+            PushedImage(repository=str(p["repository"]), tag=str(p["tag"]), digest=str(p["digest"]),
+                        pushed_at=str(p["pushed_at"]))  # fmt: skip
+            for p in pushed
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"input.pushed: each item needs repository, tag, digest, pushed_at ({exc})") from None
+
+
+def latest_per_tag(pushes: Iterable[PushedImage]) -> list[PushedImage]:
+    """A burst can push one tag several times: only its last push matters."""
+    latest: dict[tuple[str, str], PushedImage] = {}
+    for push in sorted(pushes, key=lambda p: p.pushed_at):
+        latest[(push.repository, push.tag)] = push
+    return sorted(latest.values(), key=lambda p: (p.repository, p.tag))
+
+
+def select_pushed(settings: Settings, source: SourceCatalog, pushes: Sequence[PushedImage]) -> Selection:
+    """The selection of a full run, narrowed to the pushed repositories, then to the pushed tags."""
+    repositories = {p.repository for p in pushes}
+    wanted = {(p.repository, p.tag) for p in pushes}
+    narrowed = _NarrowedCatalog(source, repositories)
+    full = select(settings, narrowed)
+    images = tuple(i for i in full.images if (i.repository, i.tag) in wanted)
+    return Selection(images=images, entries=full.entries, filtered=full.filtered)
+
+
+class _NarrowedCatalog:
+    """The source catalog as a full run sees it, minus the repositories nobody pushed to: a push
+    to one repository lists that repository's tags, not the whole registry's."""
+
+    def __init__(self, inner: SourceCatalog, repositories: set[str]) -> None:
+        self._inner = inner
+        self._repositories = repositories
+        self.default_registry = inner.default_registry
+
+    def all_images(self) -> list[ImageRef]:
+        return [
+            ImageRef(self._inner.default_registry or "", repo, repo, tag=tag)
+            for repo in sorted(self._repositories)
+            for tag in self._tags_of(repo)
+        ]
+
+    def _tags_of(self, repository: str) -> list[str]:
+        entry = ImageRef(self._inner.default_registry or "", repository, repository, all_tags=True)
+        return self._inner.tags(entry)
+
+    def tags(self, repository: ImageRef) -> list[str]:
+        if repository.repository not in self._repositories:
+            return []
+        return self._inner.tags(repository)
+
+    def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
+        return self._inner.pushed_at(repository)
+
+    def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
+        return self._inner.digests(refs)
