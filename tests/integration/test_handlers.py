@@ -8,141 +8,36 @@ destination with the same digest, one is not.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
-from types import ModuleType
 from typing import Any, ClassVar
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from ecr_transfer.cloud import batch
-from ecr_transfer.ledger.dynamodb import DynamoDBLedger, table_definition
 from ecr_transfer.model import Outcome
 
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
-ACCOUNT = "123456789012"
-SRC_REGION, DST_REGION = "us-west-2", "us-east-1"
-SRC_HOST = f"{ACCOUNT}.dkr.ecr.{SRC_REGION}.amazonaws.com"
-DST_HOST = f"{ACCOUNT}.dkr.ecr.{DST_REGION}.amazonaws.com"
-BUCKET = "dthecrstack-workbucket-test"
-TABLE = "DTHECRStack-LedgerTable-TEST"
-LIST_PARAMETER = "/DTHECRStack/srcImageList"
+from .handler_support import (
+    BUCKET,
+    DST_HOST,
+    LIST_PARAMETER,
+    SRC_HOST,
+    LambdaContext,
+    emitted_metrics,
+    event,
+    ledger,
+    load_handler,
+    manifest,
+)
 
-
-def manifest(seed: str) -> tuple[str, str]:
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": f"sha256:{seed * 64}",
-                "size": 2,
-            },
-            "layers": [],
-        }
-    )
-    return body, "sha256:" + hashlib.sha256(body.encode()).hexdigest()
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "DTHECRStack-ListImagesFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:{DST_REGION}:{ACCOUNT}:function:DTHECRStack-ListImagesFunction"
-    aws_request_id: str = "req-1"
-
-
-def event(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
-    if data.get("bucket", "").startswith("REPLACE"):
-        data["bucket"] = BUCKET
-    return data
-
-
-def load_handler(function: str) -> ModuleType:
-    """src/<function>/app.py as Lambda imports it (a fresh module each time: no state leaks)."""
-    spec = importlib.util.spec_from_file_location(f"{function}_app", ROOT / "src" / function / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": DST_REGION,
-        "AWS_REGION": DST_REGION,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "ecr-transfer",
-        "POWERTOOLS_METRICS_NAMESPACE": "ECRTransfer",
-        # What template.yaml gives the lister (tests/unit/test_template.py keeps them in step).
-        "ECR_TRANSFER_LEDGER": f"dynamodb://{TABLE}",
-        "ECR_TRANSFER_WORK_BUCKET": BUCKET,
-        "SRC_IMAGE_LIST_PARAMETER": LIST_PARAMETER,
-        "SOURCE_TYPE": "Amazon_ECR",
-        "SRC_LIST": "SELECTED",
-        "SRC_REGION": SRC_REGION,
-        "SRC_ACCOUNT_ID": "",
-        "SRC_CREDENTIAL": "",
-        "DEST_TYPE": "Amazon_ECR",
-        "DEST_REGION": DST_REGION,
-        "DEST_ACCOUNT_ID": ACCOUNT,
-        "DEST_PREFIX": "",
-        "INCLUDE_UNTAGGED": "true",
-        "CONCURRENCY": "10",
-        "REPO_TAG_MUTABILITY": "MUTABLE",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        src = boto3.client("ecr", region_name=SRC_REGION)
-        dst = boto3.client("ecr", region_name=DST_REGION)
-        src.create_repository(repositoryName="team/app")
-        dst.create_repository(repositoryName="team/app")
-        for tag, seed in (("1.0", "1"), ("2.0", "2")):
-            body, digest = manifest(seed)
-            src.put_image(repositoryName="team/app", imageManifest=body, imageTag=tag, imageDigest=digest)
-        body, digest = manifest("1")
-        dst.put_image(repositoryName="team/app", imageManifest=body, imageTag="1.0", imageDigest=digest)
-        boto3.client("ssm").put_parameter(Name=LIST_PARAMETER, Value="team/app:ALL_TAGS", Type="String")
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(**table_definition(TABLE))  # the template's table
-        yield env
-
-
-def ledger() -> DynamoDBLedger:
-    return DynamoDBLedger(TABLE, client=boto3.client("dynamodb"), heartbeat=False)
-
-
-def emitted_metrics(output: str) -> dict[str, float]:
-    """The CloudWatch embedded-metric-format lines Powertools printed."""
-    found: dict[str, float] = {}
-    for line in output.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            doc = json.loads(line)
-            for definition in doc["_aws"]["CloudWatchMetrics"]:
-                assert definition["Namespace"] == "ECRTransfer"
-                for metric in definition["Metrics"]:
-                    value = doc[metric["Name"]]
-                    found[metric["Name"]] = sum(value) if isinstance(value, list) else value
-    return found
+pytest_plugins = ["integration.handler_support"]
 
 
 def test_lister_plans_records_skips_and_writes_the_work_list(
-    aws: dict[str, str], capsys: pytest.CaptureFixture[str]
+    lambda_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = load_handler("lister")
     result = app.lambda_handler(event("list_images.json"), LambdaContext())
@@ -161,7 +56,7 @@ def test_lister_plans_records_skips_and_writes_the_work_list(
     assert '"correlation_id":"sam-local-run"' in output.replace(" ", "")
 
 
-def test_lister_reads_a_new_list_from_ssm_on_the_next_run(aws: dict[str, str]) -> None:
+def test_lister_reads_a_new_list_from_ssm_on_the_next_run(lambda_env: dict[str, str]) -> None:
     app = load_handler("lister")
     for run_id in ("first", "warm"):  # the second is a warm start: the list may be cached
         assert app.lambda_handler(event("list_images.json") | {"run_id": run_id}, LambdaContext())["planned"] == 2
@@ -171,7 +66,7 @@ def test_lister_reads_a_new_list_from_ssm_on_the_next_run(aws: dict[str, str]) -
     assert (result["planned"], result["to_copy"]) == (1, 0)
 
 
-def test_lister_errors_raise_for_the_state_machine(aws: dict[str, str]) -> None:
+def test_lister_errors_raise_for_the_state_machine(lambda_env: dict[str, str]) -> None:
     boto3.client("ssm").put_parameter(Name=LIST_PARAMETER, Value="team/app:1.0,Bad Ref!", Type="String", Overwrite=True)
     app = load_handler("lister")
     with pytest.raises(Exception) as raised:
@@ -179,7 +74,9 @@ def test_lister_errors_raise_for_the_state_machine(aws: dict[str, str]) -> None:
     assert type(raised.value).__name__ == "ConfigError"  # the name the state machine's Catch sees
 
 
-def test_recorder_records_the_batch_the_copier_wrote(aws: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_recorder_records_the_batch_the_copier_wrote(
+    lambda_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     payload = event("record_batch.json")
     items = batch.parse_items(payload["items"])
     written = [
@@ -206,7 +103,7 @@ def test_recorder_records_the_batch_the_copier_wrote(aws: dict[str, str], capsys
     assert emitted_metrics(capsys.readouterr().out) == {"ImagesCopied": 1.0, "ImagesFailed": 0.0}
 
 
-def test_recorder_catch_path_keeps_the_full_cause(aws: dict[str, str]) -> None:
+def test_recorder_catch_path_keeps_the_full_cause(lambda_env: dict[str, str]) -> None:
     app = load_handler("recorder")
     result = app.lambda_handler(event("record_failed_batch.json"), LambdaContext())
 
@@ -217,7 +114,7 @@ def test_recorder_catch_path_keeps_the_full_cause(aws: dict[str, str]) -> None:
     assert '"StopCode":"EssentialContainerExited"' in outcome.error
 
 
-def test_recorder_without_outcome_file_records_failures_naming_the_task(aws: dict[str, str]) -> None:
+def test_recorder_without_outcome_file_records_failures_naming_the_task(lambda_env: dict[str, str]) -> None:
     app = load_handler("recorder")
     app.lambda_handler(event("record_batch.json"), LambdaContext())
     (outcome,) = ledger().outcomes("sam-local-run")
@@ -225,7 +122,7 @@ def test_recorder_without_outcome_file_records_failures_naming_the_task(aws: dic
     assert "without writing an outcome" in (outcome.error or "") and "task/DTHECRStack-Cluster" in (outcome.error or "")
 
 
-def test_finish_run_summarises_and_releases_the_ledger(aws: dict[str, str]) -> None:
+def test_finish_run_summarises_and_releases_the_ledger(lambda_env: dict[str, str]) -> None:
     lister_app = load_handler("lister")
     lister_app.lambda_handler(event("list_images.json"), LambdaContext())
     recorder_app = load_handler("recorder")
@@ -240,7 +137,7 @@ def test_finish_run_summarises_and_releases_the_ledger(aws: dict[str, str]) -> N
     assert lister_app.lambda_handler(event("list_images.json") | {"run_id": "next"}, LambdaContext())["planned"] == 2
 
 
-def test_the_recorder_closes_a_failed_run_with_the_listing_cause(aws: dict[str, str]) -> None:
+def test_the_recorder_closes_a_failed_run_with_the_listing_cause(lambda_env: dict[str, str]) -> None:
     load_handler("lister").lambda_handler(event("list_images.json"), LambdaContext())
     summary = load_handler("recorder").lambda_handler(event("finish_failed_run.json"), LambdaContext())
     assert summary["state"] == "failed" and summary["error"].startswith("ConfigError | cause: ")
@@ -269,7 +166,7 @@ def response_url() -> Iterator[str]:
     server.shutdown()
 
 
-def test_deploy_helper_starts_the_first_run(aws: dict[str, str], response_url: str) -> None:
+def test_deploy_helper_starts_the_first_run(lambda_env: dict[str, str], response_url: str) -> None:
     role = boto3.client("iam").create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
     machine = boto3.client("stepfunctions").create_state_machine(
@@ -288,7 +185,9 @@ def test_deploy_helper_starts_the_first_run(aws: dict[str, str], response_url: s
     assert executions[0]["name"].startswith("deploy-")
 
 
-def test_deploy_helper_reports_failures_instead_of_hanging_the_stack(aws: dict[str, str], response_url: str) -> None:
+def test_deploy_helper_reports_failures_instead_of_hanging_the_stack(
+    lambda_env: dict[str, str], response_url: str
+) -> None:
     request = event("start_execution.json")
     request["ResponseURL"] = response_url
     request["ResourceType"] = "Custom::Unknown"
@@ -298,7 +197,9 @@ def test_deploy_helper_reports_failures_instead_of_hanging_the_stack(aws: dict[s
     assert response["PhysicalResourceId"].startswith("FirstRun-")
 
 
-def test_lister_with_src_list_all_ignores_the_blank_list(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lister_with_src_list_all_ignores_the_blank_list(
+    lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # What the template stores in SSM when srcImageList is empty (SSM rejects an empty value).
     boto3.client("ssm").put_parameter(Name=LIST_PARAMETER, Value=" ", Type="String", Overwrite=True)
     monkeypatch.setenv("SRC_LIST", "ALL")
