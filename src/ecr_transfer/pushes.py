@@ -45,8 +45,9 @@ def from_execution_input(execution_input: Mapping[str, Any]) -> list[PushedImage
         raise ConfigError("a push-triggered run names no pushed images (input.pushed)", source="input")
     try:
         return [
-            PushedImage(repository=str(p["repository"]), tag=str(p["tag"]), digest=str(p["digest"]),
-                        pushed_at=str(p["pushed_at"]))  # fmt: skip
+            PushedImage(
+                repository=str(p["repository"]), tag=str(p["tag"]), digest=str(p["digest"]), pushed_at=str(p["pushed_at"])
+            )
             for p in pushed
         ]
     except (KeyError, TypeError) as exc:
