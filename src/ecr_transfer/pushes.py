@@ -46,7 +46,10 @@ def from_execution_input(execution_input: Mapping[str, Any]) -> list[PushedImage
     try:
         return [
             PushedImage(
-                repository=str(p["repository"]), tag=str(p["tag"]), digest=str(p["digest"]), pushed_at=str(p["pushed_at"])
+                repository=str(p["repository"]),
+                tag=str(p["tag"]),
+                digest=str(p["digest"]),
+                pushed_at=str(p["pushed_at"]),
             )
             for p in pushed
         ]
