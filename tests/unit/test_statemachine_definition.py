@@ -117,6 +117,8 @@ def test_every_task_has_its_own_retry_and_catch() -> None:
         if state["Type"] == "Task":
             assert state.get("Retry"), f"{name} has no Retry"
         for retrier in state.get("Retry", []):
+            if retrier["ErrorEquals"] == ["LedgerBusyError"]:
+                continue  # a wait for another run, not a retry of a fault (the test below)
             assert retrier["MaxAttempts"] <= 6 and retrier.get("BackoffRate", 1) >= 1, name
             # States.ALL, when used, must stand alone and last (a definition error otherwise).
             if "States.ALL" in retrier["ErrorEquals"]:
@@ -275,3 +277,18 @@ def test_the_worst_case_batch_fits_the_run_task_overrides_limit() -> None:
     ]
     overrides = {"containerOverrides": [{"name": "copier", "environment": env}]}
     assert len(json.dumps(overrides)) < batch.RUN_TASK_OVERRIDES_LIMIT
+
+
+def test_a_run_that_finds_the_ledger_busy_waits_for_it_for_hours_before_giving_up() -> None:
+    """No push is lost: a push-triggered run during the daily run (or the other way round) waits
+    for the ledger instead of ending at "Another run is in progress" (tests/integration/
+    test_push_handlers.py plays both orders through the lister)."""
+    states = dict(all_states())
+    lister = states["List images"]
+    [wait] = [r for r in lister["Retry"] if "LedgerBusyError" in r["ErrorEquals"]]
+    assert wait["ErrorEquals"] == ["LedgerBusyError"] and wait["BackoffRate"] == 1
+    assert wait["IntervalSeconds"] * wait["MaxAttempts"] >= 4 * 3600  # a batch's longest (TimeoutSeconds)
+    assert wait["IntervalSeconds"] <= 60  # and the push waits at most a minute once the ledger is free
+    # Only after that wait does the run end as "Another run is in progress".
+    [busy] = [c for c in lister["Catch"] if c["ErrorEquals"] == ["LedgerBusyError"]]
+    assert busy["Next"] == "Another run is in progress"
