@@ -10,12 +10,12 @@ newest of one".
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ecr_transfer.catalog import DigestResult, SourceCatalog
+from ecr_transfer.catalog import SourceCatalog
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.references import ImageRef
+from ecr_transfer.references import ImageRef, parse_image_list
 from ecr_transfer.selection import Selection, select
 from ecr_transfer.settings import Settings
 
@@ -66,42 +66,26 @@ def latest_per_tag(pushes: Iterable[PushedImage]) -> list[PushedImage]:
 
 
 def select_pushed(settings: Settings, source: SourceCatalog, pushes: Sequence[PushedImage]) -> Selection:
-    """The selection of a full run, narrowed to the pushed repositories, then to the pushed tags."""
+    """The selection of a full run, narrowed to the pushed repositories, then to the pushed tags.
+
+    `srcList: ALL` becomes one `repo:ALL_TAGS` entry per pushed repository (what ALL means for one
+    repository); a selected list keeps only its entries for pushed repositories. So a push to one
+    repository lists that repository's tags, not the whole registry's.
+    """
+    registry = source.default_registry
     repositories = {p.repository for p in pushes}
+    if settings.src_list == "ALL":
+        entries = [ImageRef(registry or "", repo, repo, all_tags=True) for repo in sorted(repositories)]
+    else:
+        entries = [
+            e
+            for e in parse_image_list(settings.src_image_list, registry)
+            if e.registry == registry and e.repository in repositories
+        ]
+    if not entries:
+        return Selection(images=())
+    narrowed = replace(settings, src_list="SELECTED", src_image_list="\n".join(str(e) for e in entries))
+    full = select(narrowed, source)
     wanted = {(p.repository, p.tag) for p in pushes}
-    narrowed = _NarrowedCatalog(source, repositories)
-    full = select(settings, narrowed)
     images = tuple(i for i in full.images if (i.repository, i.tag) in wanted)
     return Selection(images=images, entries=full.entries, filtered=full.filtered)
-
-
-class _NarrowedCatalog:
-    """The source catalog as a full run sees it, minus the repositories nobody pushed to: a push
-    to one repository lists that repository's tags, not the whole registry's."""
-
-    def __init__(self, inner: SourceCatalog, repositories: set[str]) -> None:
-        self._inner = inner
-        self._repositories = repositories
-        self.default_registry = inner.default_registry
-
-    def all_images(self) -> list[ImageRef]:
-        return [
-            ImageRef(self._inner.default_registry or "", repo, repo, tag=tag)
-            for repo in sorted(self._repositories)
-            for tag in self._tags_of(repo)
-        ]
-
-    def _tags_of(self, repository: str) -> list[str]:
-        entry = ImageRef(self._inner.default_registry or "", repository, repository, all_tags=True)
-        return self._inner.tags(entry)
-
-    def tags(self, repository: ImageRef) -> list[str]:
-        if repository.repository not in self._repositories:
-            return []
-        return self._inner.tags(repository)
-
-    def pushed_at(self, repository: ImageRef) -> Mapping[str, float]:
-        return self._inner.pushed_at(repository)
-
-    def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
-        return self._inner.digests(refs)

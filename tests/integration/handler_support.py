@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,11 @@ def event(name: str) -> dict[str, Any]:
 
 def load_handler(function: str) -> ModuleType:
     """src/<function>/app.py as Lambda imports it (a fresh module each time: no state leaks)."""
+    # Powertools' Logger keeps the handler of the first Logger of a service, bound to the stdout of
+    # the test that created it; point it at this test's stdout, as a cold start would.
+    for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "ecr-transfer")).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout  # not setStream: it flushes the old one, maybe closed
     spec = importlib.util.spec_from_file_location(f"{function}_app", ROOT / "src" / function / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
