@@ -42,7 +42,9 @@ pytest_plugins = ["integration.ecr_fixtures"]
 EVENTS = ROOT / "events"
 BUCKET = "dthecrstack-work"
 TABLE = "DTHECRStack-ledger"
-PARAMETERS = {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-west-2"}
+PARAMETERS = {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-west-2", "onPush": "true"}
+STATE_MACHINE = "DTHECRStack-ECRReplicationSM"
+STATE_MACHINE_ARN = f"arn:aws:states:us-east-1:{ACCOUNT_A}:stateMachine:{STATE_MACHINE}"
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,7 @@ def bridge_moto(built_app: BuiltApp) -> Iterator[MotoServer]:
 def local_template(built_app: BuiltApp, bridge_moto: MotoServer) -> Path:
     standins.ensure_lambda_base(built_app.engine)
     template = yaml.safe_load(built_app.template.read_text())
-    for name in ("ListerFunction", "RecorderFunction"):
+    for name in ("ListerFunction", "RecorderFunction", "PushIntakeFunction"):
         template["Resources"][name]["Properties"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] = bridge_moto.url
     path = built_app.build_dir / "template-moto.yaml"  # beside the built one: CodeUri paths are relative
     path.write_text(yaml.safe_dump(template, sort_keys=False))
@@ -68,7 +70,7 @@ def event(name: str) -> dict[str, Any]:
 
 def env_vars(tmp_path: Path) -> Path:
     """events/env.json with its placeholders filled in, as the README tells users to do."""
-    names = {"WorkBucketName": BUCKET, "LedgerTableName": TABLE}
+    names = {"WorkBucketName": BUCKET, "LedgerTableName": TABLE, "StateMachineArn": STATE_MACHINE_ARN}
     values = event("env.json")
     for variables in values.values():
         for key in variables:
@@ -179,3 +181,24 @@ def test_sam_local_invoke_plans_with_the_lister_then_the_recorder_records_the_ba
     assert {k: finished[k] for k in ("run_id", "state", "planned", "copied", "skipped", "failed")} == {
         "run_id": run_id, "state": "finished", "planned": 2, "copied": 1, "skipped": 1, "failed": 0,
     }  # fmt: skip
+
+
+def test_sam_local_invoke_of_the_push_intake_starts_one_run_for_a_burst_of_pushes(
+    built_app: BuiltApp, local_template: Path, cloud: tuple[EcrEmulator, EcrEmulator], tmp_path: Path
+) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=STATE_MACHINE,
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT_A}:role/ecr-transfer-sm",
+    )["stateMachineArn"]
+    assert arn == STATE_MACHINE_ARN
+    sam = SamLocal(built_app, local_template, tmp_path)
+
+    result = sam.invoke("PushIntakeFunction", event("push_same_account.json"))
+
+    assert result["pushed"] == 2 and result["ignored"] == 0
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert [execution["name"]] == result["executions"]
+    started = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert [(p["repository"], p["tag"]) for p in started["pushed"]] == [("team/app", "2.0"), ("team/app", "latest")]
