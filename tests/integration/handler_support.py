@@ -139,3 +139,16 @@ def emitted_metrics(output: str) -> dict[str, float]:
                     value = doc[metric["Name"]]
                     found[metric["Name"]] = sum(value) if isinstance(value, list) else value
     return found
+
+
+STATE_MACHINE = "DTHECRStack-ECRReplicationSM"
+
+
+def stub_state_machine(sfn: Any) -> str:
+    """A state machine named as the stack names it, for the push intake to start (moto)."""
+    arn: str = sfn.create_state_machine(
+        name=STATE_MACHINE,
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/ecr-transfer-sm",
+    )["stateMachineArn"]
+    return arn

@@ -18,12 +18,21 @@ import pytest
 from ecr_transfer.cloud import batch
 from ecr_transfer.model import now
 
-from .handler_support import ACCOUNT, BUCKET, LIST_PARAMETER, SRC_HOST, SRC_REGION, LambdaContext, event, ledger
+from .handler_support import (
+    ACCOUNT,
+    BUCKET,
+    LIST_PARAMETER,
+    SRC_HOST,
+    SRC_REGION,
+    LambdaContext,
+    event,
+    ledger,
+    stub_state_machine,
+)
 from .handler_support import load_handler as load
 
 pytest_plugins = ["integration.handler_support"]
 
-MACHINE = "DTHECRStack-ECRReplicationSM"
 DIGEST = "sha256:" + "2" * 64  # what events/push_same_account.json says was pushed
 
 
@@ -42,11 +51,7 @@ def pushed(tag: str, run_id: str) -> dict[str, Any]:
 @pytest.fixture
 def state_machine(lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
-        name=MACHINE,
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
-        roleArn=f"arn:aws:iam::{ACCOUNT}:role/ecr-transfer-sm",
-    )["stateMachineArn"]
+    arn = stub_state_machine(sfn)
     # What template.yaml gives PushIntakeFunction.
     monkeypatch.setenv("ECR_TRANSFER_STATE_MACHINE_ARN", arn)
     monkeypatch.setenv("SRC_ACCOUNT_ID", ACCOUNT)

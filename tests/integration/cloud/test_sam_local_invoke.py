@@ -32,6 +32,7 @@ from support.docker_engine import bridge_gateway
 from support.sam import ROOT, python312_env, sam_cli
 
 from ..ecr_support import ACCOUNT_A, EcrEmulator, MotoServer, moto_server_on, use_moto
+from ..handler_support import STATE_MACHINE, stub_state_machine
 from .conftest import BuiltApp
 
 # The first test of a session builds the stand-in base images and the whole application (minutes, cold).
@@ -43,7 +44,6 @@ EVENTS = ROOT / "events"
 BUCKET = "dthecrstack-work"
 TABLE = "DTHECRStack-ledger"
 PARAMETERS = {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-west-2", "onPush": "true"}
-STATE_MACHINE = "DTHECRStack-ECRReplicationSM"
 STATE_MACHINE_ARN = f"arn:aws:states:us-east-1:{ACCOUNT_A}:stateMachine:{STATE_MACHINE}"
 
 
@@ -187,11 +187,7 @@ def test_sam_local_invoke_of_the_push_intake_starts_one_run_for_a_burst_of_pushe
     built_app: BuiltApp, local_template: Path, cloud: tuple[EcrEmulator, EcrEmulator], tmp_path: Path
 ) -> None:
     sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
-        name=STATE_MACHINE,
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
-        roleArn=f"arn:aws:iam::{ACCOUNT_A}:role/ecr-transfer-sm",
-    )["stateMachineArn"]
+    arn = stub_state_machine(sfn)
     assert arn == STATE_MACHINE_ARN
     sam = SamLocal(built_app, local_template, tmp_path)
 
