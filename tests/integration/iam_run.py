@@ -83,6 +83,7 @@ def world(
     yield world
     for emulator in world.emulators:
         emulator.stop()
+    boto3.DEFAULT_SESSION = None
 
 
 @dataclass
@@ -98,9 +99,6 @@ def run_pipeline(world: World, stack: Stack, run_id: str = "run-1") -> Run:
     """One run as the state machine drives it: lister, one copier task per batch, recorder, finish."""
     extra = world.settings_env()
     with stack.as_role("ListerFunctionRole", {**stack.function_env("ListerFunction"), **extra}):
-        from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
-        DEFAULT_PROVIDERS.clear()  # Powertools keeps its SSM client (and its credentials) per process
         payload = {"run_id": run_id, "execution_arn": f"{STATE_MACHINE}:{run_id}", "input": {}}
         lister = load_handler("lister").lambda_handler(payload, LambdaContext())
     body = helper_client("s3", REGION).get_object(Bucket=BUCKET, Key=lister["work_list_key"])["Body"].read()

@@ -135,6 +135,15 @@ def _without(document: dict[str, Any], what: str) -> dict[str, Any]:
     return {**document, "Statement": statements}
 
 
+def _forget_clients() -> None:
+    """Drop what caches credentials and endpoints per process: boto3's default session keeps the
+    credentials it resolved first, Powertools keeps its SSM client (other tests' lister included)."""
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    boto3.DEFAULT_SESSION = None
+    DEFAULT_PROVIDERS.clear()
+
+
 @dataclass
 class Stack:
     """template.yaml deployed for `params`: its roles in moto, their credentials, their environments."""
@@ -202,13 +211,16 @@ class Stack:
         saved = dict(os.environ)
         os.environ.update(environ or {})
         os.environ.update(self.credentials[role])
-        boto3.DEFAULT_SESSION = None  # it keeps the credentials it resolved first
+        # Powertools' Logger is a process-wide logger named after the service, bound to the stdout it
+        # first saw: a name of its own keeps this test's capture out of other tests' Lambda logs.
+        os.environ["POWERTOOLS_SERVICE_NAME"] = "ecr-transfer-iam-test"
+        _forget_clients()
         try:
             yield dict(os.environ)
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            boto3.DEFAULT_SESSION = None
+            _forget_clients()
 
 
 # ECR authorizes every registry API request too, as an IAM action on the repository, for the
