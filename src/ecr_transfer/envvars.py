@@ -51,6 +51,11 @@ LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 STATE_MACHINE_ARN = "ECR_TRANSFER_STATE_MACHINE_ARN"
 """Push intake: the state machine a burst of pushes starts (one execution per burst)."""
+STACK_NAME = "ECR_TRANSFER_STACK"
+"""The stack's name, the Stack dimension of every metric (ecr_transfer.metrics)."""
+
+# Set by AWS Lambda itself: the copier knows it runs as the fast path, not on Fargate.
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
 # Standard containers/docker auth file locations, as skopeo/podman/docker read them.
 REGISTRY_AUTH_FILE = "REGISTRY_AUTH_FILE"

@@ -63,6 +63,8 @@ class WorkItem(_Payload):
     error: str | None = None
     """Known to fail when planned (a `repo:ALL_TAGS` whose tags cannot be listed): recorded failed
     with this cause, never copied. It fails alone, the rest of the run goes on."""
+    pushed_at: str | None = None
+    """When a push started this copy: the ECR event's time (ISO 8601); push-to-landed latency counts from it."""
 
     def outcome(
         self,

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ecr_transfer.cloud import lister
+from ecr_transfer import metrics as measures
+from ecr_transfer.cloud import emf, lister
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = emf.new_metrics(os.environ)
 
 
 def _image_list(name: str) -> str:
@@ -26,9 +27,7 @@ def _image_list(name: str) -> str:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = lister.list_images(event, image_list_loader=_image_list)
-    metrics.add_metric(name="ImagesPlanned", unit=MetricUnit.Count, value=result["planned"])
-    metrics.add_metric(name="ImagesSkipped", unit=MetricUnit.Count, value=result["skipped"])
-    metrics.add_metric(name="ImagesToCopy", unit=MetricUnit.Count, value=result["to_copy"])
+    emf.add(metrics, measures.planned(result), run_id=result["run_id"])
     if result["recovered"]:
         logger.warning("earlier runs found interrupted", extra={"runs": result["recovered"]})
     logger.info("run planned", extra={k: result[k] for k in ("planned", "to_copy", "skipped", "work_list_key")})

@@ -6,17 +6,17 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecr_transfer import envvars
-from ecr_transfer.cloud import recorder
+from ecr_transfer import metrics as measures
+from ecr_transfer.cloud import emf, recorder
 from ecr_transfer.ledger import open_ledger
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = emf.new_metrics(os.environ)
 # Module scope: warm invocations reuse the connections.
 s3 = boto3.client("s3")
 ledger = open_ledger(os.environ[envvars.LEDGER])
@@ -28,11 +28,9 @@ ledger = open_ledger(os.environ[envvars.LEDGER])
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = recorder.handle(event, ledger=ledger, s3=s3)
     if event.get("action") == "record_batch":
-        metrics.add_metric(name="ImagesCopied", unit=MetricUnit.Count, value=result["copied"])
-        metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=result["failed"])
+        emf.add(metrics, measures.recorded(result), run_id=str(event["run_id"]))
         logger.info("batch recorded", extra=result)
     else:
-        metrics.add_metric(name="RunsFinished", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="RunsWithFailures", unit=MetricUnit.Count, value=1 if result["failed"] else 0)
+        emf.add(metrics, measures.finished(result), run_id=result["run_id"])
         logger.info("run finished", extra={k: v for k, v in result.items() if k != "failures"})
     return result

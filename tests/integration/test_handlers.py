@@ -52,7 +52,12 @@ def test_lister_plans_records_skips_and_writes_the_work_list(
     assert skipped.status == "skipped" and skipped.source == f"{SRC_HOST}/team/app:1.0"
     assert ledger().runs()[0].state == "running"
     output = capsys.readouterr().out
-    assert emitted_metrics(output) == {"ImagesPlanned": 2.0, "ImagesSkipped": 1.0, "ImagesToCopy": 1.0}
+    assert emitted_metrics(output) == {
+        "RunsStarted": 1.0,
+        "ImagesPlanned": 2.0,
+        "ImagesSkipped": 1.0,
+        "ImagesToCopy": 1.0,
+    }
     assert '"correlation_id":"sam-local-run"' in output.replace(" ", "")
 
 
@@ -97,10 +102,10 @@ def test_recorder_records_the_batch_the_copier_wrote(
     app = load_handler("recorder")
     result = app.lambda_handler(payload, LambdaContext(function_name="DTHECRStack-RecordOutcomeFunction"))
 
-    assert result == {"recorded": 1, "copied": 1, "failed": 0, "skipped": 0}
+    assert result == {"recorded": 1, "copied": 1, "failed": 0, "skipped": 0, "failures_by_cause": {}}
     (outcome,) = ledger().outcomes("sam-local-run")
     assert outcome.status == "copied" and outcome.target_digest == items[0].source_digest
-    assert emitted_metrics(capsys.readouterr().out) == {"ImagesCopied": 1.0, "ImagesFailed": 0.0}
+    assert emitted_metrics(capsys.readouterr().out) == {"ImagesCopied": 1.0, "ImagesSkipped": 0.0, "ImagesFailed": 0.0}
 
 
 def test_recorder_catch_path_keeps_the_full_cause(lambda_env: dict[str, str]) -> None:

@@ -111,7 +111,13 @@ def test_record_batch_fills_in_what_the_copier_did_not_write(s3: Any, ledger: SQ
         "task_arn": "arn:task/1",
     }
 
-    assert recorder.handle(event, ledger=ledger, s3=s3) == {"recorded": 2, "copied": 1, "failed": 1, "skipped": 0}
+    assert recorder.handle(event, ledger=ledger, s3=s3) == {
+        "recorded": 2,
+        "copied": 1,
+        "failed": 1,
+        "skipped": 0,
+        "failures_by_cause": {"TaskFailed": 1},
+    }
     # Recording twice (a retried Lambda) leaves the same ledger.
     recorder.handle(event, ledger=ledger, s3=s3)
     outcomes = {o.source: o for o in ledger.outcomes("r")}

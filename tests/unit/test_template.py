@@ -152,6 +152,7 @@ def test_lister_and_copier_read_the_same_settings() -> None:
         envvars.SRC_IMAGE_LIST_PARAMETER,
         envvars.LEDGER,
         envvars.LEDGER_LEASE_SECONDS,
+        envvars.STACK_NAME,
         batch.WORK_BUCKET,
     }
     assert set(lister) <= known

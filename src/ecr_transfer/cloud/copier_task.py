@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ecr_transfer import envvars
-from ecr_transfer.cloud import batch
+from ecr_transfer import metrics as measures
+from ecr_transfer.blobsched import image_blobs
+from ecr_transfer.cloud import batch, emf
 from ecr_transfer.cloud.recorder import failed_outcome
 from ecr_transfer.context import TransferContext, build_context
 from ecr_transfer.copier import Copier
@@ -29,6 +31,7 @@ from ecr_transfer.errors import ConfigError, PermanentError
 from ecr_transfer.model import Outcome, WorkItem
 from ecr_transfer.pipeline import CopierFactory, copy_items
 from ecr_transfer.platforms import platform_copies
+from ecr_transfer.registry.client import RegistryClients
 from ecr_transfer.settings import Settings, env_count, load_env
 
 log = logging.getLogger("ecr_transfer.copier_task")
@@ -90,6 +93,26 @@ def ssm_loader(name: str) -> str:
     return str(value)
 
 
+def copied_sizes(clients: RegistryClients, items: list[WorkItem], outcomes: list[Outcome]) -> dict[str, int]:
+    """Source reference -> bytes of its config and layer blobs, for the copied images whose size is known.
+
+    The registry client keeps the digest-addressed manifests the blob schedule has read, so this
+    mostly costs nothing; Docker Hub images are not inspected (a manifest GET counts as a pull).
+    """
+    landed = {o.source for o in outcomes if o.status == "copied"}
+    sizes: dict[str, int] = {}
+    for item in items:
+        if item.source in landed:
+            try:
+                blobs = image_blobs(clients, item)
+            except Exception:  # a size is worth no failure of the batch
+                log.warning("%s: size not known", item.source, exc_info=True)
+                continue
+            if blobs:
+                sizes[item.source] = sum(blobs.values())
+    return sizes
+
+
 def copy_batch(
     items: list[WorkItem],
     environ: Mapping[str, str],
@@ -99,7 +122,8 @@ def copy_batch(
     image_list_loader: Callable[[str], str] | None = ssm_loader,
     copier_factory: CopierFactory = Copier,
 ) -> list[Outcome]:
-    """One outcome per item, whatever happens to a single image."""
+    """One outcome per item, whatever happens to a single image; its metrics on stdout (EMF)."""
+    emf.publish(measures.batch_started(in_lambda=envvars.LAMBDA_FUNCTION_NAME in environ), environ, run_id=run_id)
     try:
         settings = load_env(environ, image_list_loader)
         copies = copies_per_task(environ)
@@ -111,7 +135,7 @@ def copy_batch(
         return [failed_outcome(item, run_id, f"cannot set up the copy: {exc}") for item in items]
     sink = _Collect()
     try:
-        return copy_items(
+        outcomes = copy_items(
             context,
             sink,
             run_id,
@@ -120,9 +144,15 @@ def copy_batch(
             progress=_LogEach(),
             copier_factory=copier_factory,
         )
+        emf.publish(
+            measures.copied(items, outcomes, copied_sizes(context.clients, items, outcomes)), environ, run_id=run_id
+        )
+        return outcomes
     except KeyboardInterrupt:
         # copy_items has settled every item (finished, or "interrupted") before re-raising.
         settled = [sink.final[(i.source, i.target)] for i in items if (i.source, i.target) in sink.final]
+        # No size lookups now: the stop timeout is for writing the outcomes.
+        emf.publish(measures.copied(items, settled, {}), environ, run_id=run_id)
         raise BatchInterrupted(settled) from None
     finally:
         context.close()

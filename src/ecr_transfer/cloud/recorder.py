@@ -14,6 +14,7 @@ from typing import Any
 
 from ecr_transfer.cloud import batch
 from ecr_transfer.ledger.base import Ledger
+from ecr_transfer.metrics import failures_by_cause
 from ecr_transfer.model import FAILED_STATUSES, Outcome, WorkItem, now
 
 MAX_FAILURES_REPORTED = 10
@@ -68,15 +69,19 @@ def record_batch(event: Mapping[str, Any], *, ledger: Ledger, s3: Any) -> dict[s
     missing = describe_error(event.get("error")) or (
         f"the copy task ended without writing an outcome for this image (task {event.get('task_arn') or 'unknown'})"
     )
-    counts = {"recorded": 0, "copied": 0, "failed": 0, "skipped": 0}
+    counts: dict[str, Any] = {"recorded": 0, "copied": 0, "failed": 0, "skipped": 0}
+    outcomes = []
     for item in items:
         outcome = written.get((item.source, item.target)) or failed_outcome(item, run_id, missing)
         ledger.record(outcome)
+        outcomes.append(outcome)
         counts["recorded"] += 1
         if outcome.status in FAILED_STATUSES:
             counts["failed"] += 1
         elif outcome.status in ("copied", "skipped"):
             counts[outcome.status] += 1
+    # For the ImageFailures metric (and a reader of the execution history): why they failed.
+    counts["failures_by_cause"] = failures_by_cause(outcomes)
     return counts
 
 
