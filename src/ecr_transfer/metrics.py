@@ -36,7 +36,7 @@ STACK_DIMENSION = "Stack"
 CAUSE_DIMENSION = "Cause"
 
 Unit = Literal["Count", "Bytes", "Seconds"]
-Emitter = Literal["lister", "recorder", "copier"]
+Emitter = Literal["push_intake", "lister", "recorder", "copier"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +58,8 @@ def _metric(name: str, unit: Unit, emitter: Emitter, description: str, *, by_cau
     return Metric(name=name, unit=unit, emitter=emitter, description=description, by_cause=by_cause)
 
 
+IMAGES_PUSHED = _metric("ImagesPushed", "Count", "push_intake", "ECR push events received (onPush)")
+PUSH_RUNS_STARTED = _metric("PushRunsStarted", "Count", "push_intake", "Executions started for bursts of pushes")
 RUNS_STARTED = _metric("RunsStarted", "Count", "lister", "Runs planned (scheduled, after a deployment, on push)")
 IMAGES_PLANNED = _metric("ImagesPlanned", "Count", "lister", "Images a run looked at")
 IMAGES_TO_COPY = _metric("ImagesToCopy", "Count", "lister", "Images a run found changed, to copy")
@@ -83,6 +85,8 @@ FARGATE_TASKS_STARTED = _metric("FargateTasksStarted", "Count", "copier", "Farga
 LAMBDA_BATCHES_STARTED = _metric("LambdaBatchesStarted", "Count", "copier", "Batches the Lambda fast path started")
 
 METRICS: tuple[Metric, ...] = (
+    IMAGES_PUSHED,
+    PUSH_RUNS_STARTED,
     RUNS_STARTED,
     IMAGES_PLANNED,
     IMAGES_TO_COPY,
@@ -136,6 +140,11 @@ class Datapoint:
 
 def _point(metric: Metric, value: float) -> Datapoint:
     return Datapoint(metric=metric, value=float(value))
+
+
+def received(result: Mapping[str, Any]) -> list[Datapoint]:
+    """The push intake's, from what it returns for one batch of push events."""
+    return [_point(IMAGES_PUSHED, result["pushed"]), _point(PUSH_RUNS_STARTED, len(result["executions"]))]
 
 
 def planned(result: Mapping[str, Any]) -> list[Datapoint]:

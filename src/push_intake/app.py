@@ -10,16 +10,16 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecr_transfer import envvars
-from ecr_transfer.cloud import push_intake
+from ecr_transfer import metrics as measures
+from ecr_transfer.cloud import emf, push_intake
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = emf.new_metrics(os.environ)
 sfn = boto3.client("stepfunctions")
 
 
@@ -34,7 +34,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         account=os.environ[envvars.SRC_ACCOUNT_ID],
         region=os.environ[envvars.SRC_REGION],
     )
-    metrics.add_metric(name="ImagesPushed", unit=MetricUnit.Count, value=result["pushed"])
-    metrics.add_metric(name="PushRunsStarted", unit=MetricUnit.Count, value=len(result["executions"]))
+    emf.add(metrics, measures.received(result))
     logger.info("pushes received", extra=result)
     return result

@@ -184,6 +184,7 @@ def every_emitting_path() -> list[Emitted]:
     causes = dict.fromkeys(m.CAUSES, 1)
     capture = Stdout()
     with capture:
+        emf.publish(m.received({"pushed": 3, "executions": ["arn:execution"]}), env)
         emf.publish(m.planned({"planned": 1, "to_copy": 1, "skipped": 0}), env)
         emf.publish(m.recorded({"copied": 1, "skipped": 0, "failed": len(causes), "failures_by_cause": causes}), env)
         emf.publish(m.finished({"state": "finished", "failed": 0}), env)

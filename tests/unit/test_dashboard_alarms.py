@@ -129,10 +129,11 @@ def test_dashboard_and_alarms_as_deployed_in_each_partition(region: str, schedul
     rows = dashboard_rows(body)
     assert {our_metric(r)[1][m.STACK_DIMENSION] for r in rows if r[0] == m.NAMESPACE} == {STACK}
     assert {r[3] for r in rows if r[0] == "AWS/States"} == {machine}
-    assert {r[3] for r in rows if r[0] == "AWS/Lambda"} == {
-        f"{STACK}-ListImagesFunction",
-        f"{STACK}-RecordOutcomeFunction",
-    }
+    functions = {r[3] for r in rows if r[0] == "AWS/Lambda"}
+    names = ("ListImagesFunction", "RecordOutcomeFunction", "PushIntakeFunction")
+    assert functions == {f"{STACK}-{name}" for name in names}
+    named = {r["Properties"].get("FunctionName") for r in deployed.values() if r["Type"] == "AWS::Lambda::Function"}
+    assert functions - {f"{STACK}-PushIntakeFunction"} <= named  # the push intake only exists with onPush
     (alarms,) = [w["properties"]["alarms"] for w in body["widgets"] if w["type"] == "alarm"]
     scheduled = schedule != "ONE_TIME"
     assert alarms == [alarm_arn + "failed-runs", *([alarm_arn + "no-successful-run"] if scheduled else [])]
@@ -179,3 +180,17 @@ def test_the_readme_lists_every_metric_and_counts_them_right() -> None:
     )
     body = json.loads(dashboard.render().replace(dashboard.ALARM_ARNS, '"alarm"'))
     assert f"this one graphs {len(dashboard_rows(body))}" in section
+
+
+def test_the_dashboard_widgets_fit_its_24_columns_without_overlapping() -> None:
+    cells: set[tuple[int, int]] = set()
+    for widget in dashboard.widgets():
+        assert widget["x"] + widget["width"] <= 24, widget["properties"]["title"]
+        mine = {
+            (x, y)
+            for x in range(widget["x"], widget["x"] + widget["width"])
+            for y in range(widget["y"], widget["y"] + widget["height"])
+        }
+        assert not mine & cells, widget["properties"]["title"]
+        cells |= mine
+    assert dashboard.widgets()[0]["type"] == "alarm"

@@ -19,7 +19,12 @@ STATE_MACHINE = "${ReplicationStateMachine}"
 ALARM_ARNS = "${AlarmArns}"
 """A list of quoted ARNs (the staleness alarm exists only with a schedule): spliced in raw."""
 _ALARMS_SENTINEL = "@alarm-arns@"
-LAMBDA_FUNCTIONS = ("${AWS::StackName}-ListImagesFunction", "${AWS::StackName}-RecordOutcomeFunction")
+LAMBDA_FUNCTIONS = (
+    "${AWS::StackName}-ListImagesFunction",
+    "${AWS::StackName}-RecordOutcomeFunction",
+    "${AWS::StackName}-PushIntakeFunction",
+)
+"""The push intake exists only with onPush: without it, its row stays empty."""
 HOUR, FIVE_MINUTES = 3600, 300
 WIDTH, HEIGHT = 12, 6
 
@@ -50,6 +55,13 @@ def _durations(metric: m.Metric) -> list[list[Any]]:
 def widgets() -> list[dict[str, Any]]:
     seconds = {"yAxis": {"left": {"label": "seconds", "showUnits": False, "min": 0}}}
     found = [
+        # The alarms' state first: what an operator opens the dashboard for.
+        {
+            "type": "alarm",
+            "width": 2 * WIDTH,
+            "height": 3,
+            "properties": {"title": "Alarms", "alarms": [_ALARMS_SENTINEL]},
+        },
         _metric_widget(
             "Runs",
             [
@@ -80,6 +92,11 @@ def widgets() -> list[dict[str, Any]]:
         _metric_widget("Copy duration per image", _durations(m.COPY_DURATION), period=FIVE_MINUTES, **seconds),
         _metric_widget("Push to landed latency", _durations(m.PUSH_TO_LANDED), period=FIVE_MINUTES, **seconds),
         _metric_widget(
+            "On push",
+            [ours(m.IMAGES_PUSHED, "Sum", "pushes received"), ours(m.PUSH_RUNS_STARTED, "Sum", "runs started")],
+            period=FIVE_MINUTES,
+        ),
+        _metric_widget(
             "Copy tasks started",
             [ours(m.FARGATE_TASKS_STARTED, "Sum", "Fargate tasks"), ours(m.LAMBDA_BATCHES_STARTED, "Sum", "Lambda")],
         ),
@@ -87,16 +104,14 @@ def widgets() -> list[dict[str, Any]]:
             "Lambda errors",
             [["AWS/Lambda", "Errors", "FunctionName", name, {"stat": "Sum"}] for name in LAMBDA_FUNCTIONS],
         ),
-        {
-            "type": "alarm",
-            "width": 2 * WIDTH,
-            "height": 3,
-            "properties": {"title": "Alarms", "alarms": [_ALARMS_SENTINEL]},
-        },
     ]
-    # Two per row, in order.
-    for n, widget in enumerate(found):
-        widget["x"], widget["y"] = (n % 2) * WIDTH, (n // 2) * HEIGHT
+    # Left to right, a new row when a widget would not fit the dashboard's 24 columns.
+    x = y = row_height = 0
+    for widget in found:
+        if x + widget["width"] > 2 * WIDTH:
+            x, y, row_height = 0, y + row_height, 0
+        widget["x"], widget["y"] = x, y
+        x, row_height = x + widget["width"], max(row_height, widget["height"])
     return found
 
 
