@@ -61,7 +61,10 @@ def _ecr(op: str, params: dict[str, Any], region: str, account: str) -> list[Che
     registry = params.get("registryId") or account
     names = params.get("repositoryNames") or [params.get("repositoryName", "*")]
     arns = [f"arn:{_partition(region)}:ecr:{region}:{registry}:repository/{n}" for n in names]
-    checks = [Check(f"ecr:{op}", arn) for arn in arns]
+    # ListImageReferrers is authorized as ecr:BatchGetImage: what the README says the lister relies
+    # on (abe6dea; not checked against IAM's reference here). Every other operation is its own action.
+    action = "ecr:BatchGetImage" if op == "ListImageReferrers" else f"ecr:{op}"
+    checks = [Check(action, arn) for arn in arns]
     if op == "CreateRepository":
         if params.get("tags"):
             checks.append(Check("ecr:TagResource", arns[0]))
