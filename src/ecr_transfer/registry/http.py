@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+log = logging.getLogger(__name__)
 # A connection the server closed while it sat idle fails like this on its next request,
 # before any answer: safe to send again on a fresh connection, once.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
@@ -154,6 +156,8 @@ class Pool:
                     conn.close()
                 else:
                     self._checkin(key, conn)
+                # What `-vv` showed while urllib3 carried requests; no query (it may name a scope).
+                log.debug("%s %s://%s%s -> %d", method, scheme, host, target.split("?", 1)[0], resp.status)
                 return Response(resp.status, Headers(resp.msg), data)
         except (OSError, http.client.HTTPException) as exc:
             if conn is not None:
