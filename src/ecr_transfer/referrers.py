@@ -13,7 +13,7 @@ copied only when the destination lacks it or differs, and one added later arrive
 run. They are copied byte for byte through the registry API (registry.exact), never by skopeo.
 
 Where the source has the OCI 1.1 referrers API (`/v2/<name>/referrers/<digest>` on newer registries;
-ListImageReferrers for an ECR source), it is asked too, once per subject: it knows referrers no tag
+not yet for an ECR source), it is asked too, once per subject: it knows referrers no tag
 names (Notation, cosign in OCI 1.1 mode). Those are planned by digest. A registry without it
 (distribution 2.8) is asked once per run, then not again.
 """

@@ -256,21 +256,3 @@ def test_src_list_all_filters_each_repository_latest_by_push_time(client: Any, s
         (f"{HOST}/builds:main-c", "tagLatest: not among the newest 2"),
         (f"{HOST}/lib:latest", "tagLatest: not among the newest 2"),  # pushed last, but not a version
     ]
-
-
-def test_referrers_come_from_list_image_referrers_every_page(client: Any, stub: Stubber) -> None:
-    subject = digest(1)
-    params = {"registryId": ACCOUNT, "repositoryName": "repo", "subjectId": {"imageDigest": subject}}
-    sig = {"digest": digest(7), "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 500,
-           "artifactType": "application/vnd.cncf.notary.signature", "artifactStatus": "ACTIVE"}  # fmt: skip
-    sbom = {**sig, "digest": digest(8), "artifactType": "application/spdx+json"}
-    stub.add_response("list_image_referrers", {"referrers": [sig], "nextToken": "n1"}, params)
-    stub.add_response("list_image_referrers", {"referrers": [sbom]}, {**params, "nextToken": "n1"})
-    stub.add_client_error(
-        "list_image_referrers", "AccessDeniedException", "not authorized to perform ecr:BatchGetImage"
-    )
-
-    cat = catalog(client)
-    assert [r["digest"] for r in cat.referrers(ref("repo", digest_=subject)) or []] == [digest(7), digest(8)]
-    with pytest.raises(PermanentError, match=r"cannot list the referrers of .*AccessDeniedException"):
-        cat.referrers(ref("repo", digest_=subject))
