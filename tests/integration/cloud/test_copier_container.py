@@ -161,11 +161,12 @@ def test_a_copier_stopped_mid_batch_writes_every_outcome_and_a_rerun_finishes_th
         time.sleep(0.5)
 
     # ECS StopTask: SIGTERM, then SIGKILL after the stop timeout. The copier must not need it.
-    took = container.stop(grace=60)
+    took = container.stop(grace=90)
 
-    assert took < 30, f"the copier needed {took:.1f}s to stop:\n{container.logs()}"
+    # Exit code 1, not SIGKILL's 137: it stopped by itself, before the grace ran out.
     state = container.inspect()["State"]
     assert state["ExitCode"] == 1, container.logs()  # worth a retry: Step Functions runs it again
+    assert took < 80, f"the copier needed {took:.1f}s to stop:\n{container.logs()}"
     outcomes = scene.outcomes()
     assert {ref: o.status for ref, o in outcomes.items()} == {
         **{ref: "copied" for ref in fast},

@@ -102,7 +102,7 @@ class SamLocal:
             [sam, "local", "invoke", function, "-t", str(self.template), "-e", str(event_file),
              "--env-vars", str(self.env_vars), "--parameter-overrides", overrides,
              "--skip-pull-image", "--region", "us-east-1"],
-            cwd=self.app.build_dir, env=env, capture_output=True, text=True, timeout=600, check=False,
+            cwd=self.app.build_dir, env=env, capture_output=True, text=True, timeout=1500, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         answer = json.loads(result.stdout.strip().splitlines()[-1])
