@@ -15,7 +15,8 @@ from typing import Any
 
 from ecr_transfer.catalog import SourceCatalog
 from ecr_transfer.errors import ConfigError
-from ecr_transfer.references import ImageRef, parse_image_list
+from ecr_transfer.model import WorkItem
+from ecr_transfer.references import ImageRef, parse_image_list, parse_reference
 from ecr_transfer.selection import Selection, select
 from ecr_transfer.settings import Settings
 
@@ -89,3 +90,18 @@ def select_pushed(settings: Settings, source: SourceCatalog, pushes: Sequence[Pu
     wanted = {(p.repository, p.tag) for p in pushes}
     images = tuple(i for i in full.images if (i.repository, i.tag) in wanted)
     return Selection(images=images, entries=full.entries, filtered=full.filtered)
+
+
+def stamped(items: Iterable[WorkItem], pushes: Sequence[PushedImage]) -> list[WorkItem]:
+    """The items, each one a push asked for carrying that push's time (WorkItem.pushed_at).
+
+    It travels with the item through the work list to the copier, which measures the
+    push-to-landed latency from it (ecr_transfer.metrics.PUSH_TO_LANDED).
+    """
+    when = {(p.repository, p.tag): p.pushed_at for p in latest_per_tag(pushes)}
+    found = []
+    for item in items:
+        ref = parse_reference(item.source)
+        pushed_at = when.get((ref.repository, ref.tag or ""))
+        found.append(replace(item, pushed_at=pushed_at) if pushed_at else item)
+    return found

@@ -203,3 +203,20 @@ def test_failure_causes(status: str, error: str, cause: str) -> None:
     outcome = Outcome(run_id="r", source="s", target="t", status=status, error=error)  # type: ignore[arg-type]
     assert m.failure_cause(outcome) == cause
     assert cause in m.CAUSES
+
+
+def test_a_pushed_image_carries_its_push_time_through_the_work_list_to_the_copier() -> None:
+    from ecr_transfer.pushes import PushedImage, stamped
+
+    def push(tag: str, at: str) -> PushedImage:
+        return PushedImage(repository="team/app", tag=tag, digest="sha256:" + "a" * 64, pushed_at=at)
+
+    # Two pushes of one tag in a burst: the copy answers the last one.
+    pushes = [push("1", "2026-12-01T09:59:40.000+00:00"), push("1", "2026-12-01T09:59:50.000+00:00")]
+    items = stamped([work("team/app:1"), work("team/web:1")], pushes)
+    app, web = batch.parse_items(batch.work_list_body(items).decode())
+    assert (app.pushed_at, web.pushed_at) == ("2026-12-01T09:59:50.000+00:00", None)
+    latency = [
+        p.value for p in m.copied([app, web], [TimedCopier(None, "r").copy(app)], {}) if p.metric == m.PUSH_TO_LANDED
+    ]
+    assert latency == [12.5]

@@ -19,7 +19,7 @@ from ecr_transfer.ledger import Ledger, open_ledger
 from ecr_transfer.model import RunSummary, now
 from ecr_transfer.pipeline import copy_order, previous_outcomes
 from ecr_transfer.planner import plan
-from ecr_transfer.pushes import from_execution_input, latest_per_tag, select_pushed
+from ecr_transfer.pushes import from_execution_input, latest_per_tag, select_pushed, stamped
 from ecr_transfer.settings import Settings, load_env
 
 ContextBuilder = Callable[[Settings, Mapping[str, str]], TransferContext]
@@ -83,6 +83,8 @@ def list_images(
             context.close()
         skips = [i for i in items if i.action == "skip"]
         copies = copy_order(i for i in items if i.action == "copy")
+        if pushes is not None:
+            copies = stamped(copies, pushes)
         ledger.record_many([item.skipped(run_id) for item in skips])
     finally:
         if owned:
