@@ -174,7 +174,7 @@ def test_sam_local_invoke_plans_with_the_lister_then_the_recorder_records_the_ba
     counts = sam.invoke("RecorderFunction", {**recorded_event, "bucket": BUCKET})
     finished = sam.invoke("RecorderFunction", event("finish_run.json"))
 
-    assert counts == {"recorded": 1, "copied": 1, "failed": 0, "skipped": 0}
+    assert counts == {"recorded": 1, "copied": 1, "failed": 0, "skipped": 0, "failures_by_cause": {}}
     assert {(o.source, o.status) for o in ledger.latest()} == {
         (f"{src.host}/team/app:1.0", "skipped"), (f"{src.host}/team/app:2.0", "copied"),
     }  # fmt: skip
