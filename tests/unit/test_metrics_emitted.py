@@ -6,11 +6,9 @@ Logs would and compared name by name and value by value (tests/support/emf.py).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -22,6 +20,7 @@ from ecr_transfer import metrics as m
 from ecr_transfer.cloud import batch, emf
 from ecr_transfer.ledger.sqlite import SQLiteLedger
 from ecr_transfer.model import Outcome, now
+from integration.handler_support import load_handler
 from support.emf import BUCKET, DIMENSIONS, STACK, Stdout, TimedCopier, emitted, run_copier, values, work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,15 +77,6 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{STACK}-RecordOutcomeFunction"
     aws_request_id: str = "req-1"
-
-
-def load_handler(function: str) -> ModuleType:
-    """src/<function>/app.py as Lambda imports it, fresh: its module-scope ledger and clients are this test's."""
-    spec = importlib.util.spec_from_file_location(f"{function}_app_obs", ROOT / "src" / function / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
