@@ -60,7 +60,7 @@ class World:
         helper_client("ssm", REGION).put_parameter(Name=LIST_PARAMETER, Value=stack.image_list(), Type="String")
         stack.create_roles()
         for emulator in self.emulators:
-            emulator.registry.reset_requests()  # what publishing the test's images did is not the run's
+            emulator.proxy.forget()  # what publishing the test's images did is not the run's
         self.moto.enforce()
         return stack
 

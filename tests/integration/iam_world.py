@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ecr_transfer.local.accesslog import RequestKind
+from ecr_transfer.local.accesslog import RequestKind, classify
 from support.cfn import Deployment, Resolver, transformed
 from support.iam_policy import Check, decide
 from support.moto_iam import DECISIONS_LOG
@@ -243,11 +243,13 @@ def registry_checks(emulator: EcrEmulator) -> list[Check]:
     """What ECR would authorize for the registry requests `emulator` has seen since its last reset."""
     partition = "aws-cn" if emulator.region.startswith("cn-") else "aws"
     arn = f"arn:{partition}:ecr:{emulator.region}:{emulator.account_id}:repository/"
-    wanted = {
-        (_REGISTRY_ACTIONS[r.kind], arn + r.repo)
-        for r in emulator.registry.requests()
-        if r.kind in _REGISTRY_ACTIONS and r.repo
-    }
+    # What came through the ECR front door (the emulator's proxy), not the backend registry's access
+    # log: another process's client retrying a port this backend now holds is not this run's request.
+    wanted = set()
+    for method, path, _status in emulator.proxy.seen():
+        kind, repo, _ref = classify(method, path)
+        if kind in _REGISTRY_ACTIONS and repo:
+            wanted.add((_REGISTRY_ACTIONS[kind], arn + repo))
     return [Check(action, resource) for action, resource in sorted(wanted)]
 
 

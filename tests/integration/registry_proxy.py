@@ -59,3 +59,13 @@ class RegistryProxy(Relay):
             self.log.append((request.method, request.path, reply.status))
         self.send(client, req, reply)
         return True
+
+    def seen(self) -> list[tuple[str, str, int]]:
+        """A copy of `log`, taken under the lock the serving threads append with."""
+        with self._lock:
+            return list(self.log)
+
+    def forget(self) -> None:
+        """Start `log` afresh: the next seen() covers one phase only."""
+        with self._lock:
+            self.log.clear()
