@@ -264,10 +264,12 @@ def test_start_failure_is_reported_with_the_registry_log(src_registry: LocalRegi
         _ = clash.workdir  # a failed first start leaves no temp dir behind
 
 
-def test_startup_is_fast(registry_factory: RegistryFactory) -> None:
-    times = [registry_factory().startup_seconds for _ in range(5)]
-    assert all(t is not None and t < 2.0 for t in times), times
-    print(f"registry start-up: {', '.join(f'{t:.3f}s' for t in times if t is not None)}")
+def test_start_returns_once_the_registry_answers(registry_factory: RegistryFactory) -> None:
+    # start() waits for readiness instead of sleeping: the first request after it never races the
+    # registry's own start-up. How long start-up takes is the bench's business, not a timed test's.
+    registries = [registry_factory() for _ in range(5)]
+    assert [_status(r.url + "/v2/") for r in registries] == [200] * 5
+    assert all(r.startup_seconds is not None for r in registries)
 
 
 def test_a_registry_used_as_a_context_manager_stops_on_exit(oci_images: SampleImages) -> None:
