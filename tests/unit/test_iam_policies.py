@@ -157,6 +157,24 @@ def test_credential_secrets_with_a_customer_key_may_be_decrypted_only_through_se
         assert '"Fn::If": ["HasCredentialKmsKey", {"Sid": "DecryptCredentialSecrets"' in text
 
 
+def test_the_repository_kms_key_is_usable_only_through_ecr_in_the_destination_region() -> None:
+    """kms:CreateGrant on repoKmsKey lets ECR encrypt the repositories it creates, and nothing else."""
+    grants = [(n, s) for n, s in statements() if "kms:CreateGrant" in as_list(s["Action"])]
+    assert [n for n, _ in grants] == ["TaskRole"]
+    ((_, statement),) = grants
+    assert statement["Resource"] == {"Ref": "repoKmsKey"}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {
+                "Fn::Sub": [
+                    "ecr.${Region}.${AWS::URLSuffix}",
+                    {"Region": {"Fn::If": ["HasDestRegion", {"Ref": "destRegion"}, {"Ref": "AWS::Region"}]}},
+                ]
+            }
+        }
+    }
+
+
 def test_the_lister_queries_the_latest_outcomes_index_and_never_scans() -> None:
     """Issue 10: ledger.latest() (includeUntagged false) used a Scan the lister was not granted."""
     lister = [s for n, s in statements() if n == "ListerFunction"]
