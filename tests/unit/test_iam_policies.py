@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cfn import ROOT, source_template
+from support.cfn import ROOT, Deployment, Resolver, source_template, transformed
 from support.iam import STAR_RESOURCE_ACTIONS, as_list, branches, statements, strings, violations
 
 
@@ -343,3 +343,27 @@ def test_the_grant_checks_catch_broad_grants_wherever_they_are() -> None:
         "Role.Policies[0].PolicyDocument: Allow with NotAction",
         "Role.Policies[0].PolicyDocument: ['ecr:PutImage'] granted on every resource",
     ]
+
+
+def _granted(role: str, **params: str) -> set[str]:
+    """The actions `role` holds once CloudFormation resolved the template for `params`."""
+    resources = Resolver(transformed("us-east-1"), params, {}, Deployment("us-east-1")).deployed()
+    documents = [p["PolicyDocument"] for p in resources[role]["Properties"].get("Policies", [])]
+    return {a for d in documents for s in d["Statement"] for a in as_list(s["Action"])}
+
+
+@pytest.mark.parametrize("role", ["TaskRole", "ListerFunctionRole"])
+def test_a_destination_role_or_destination_keys_replace_the_tasks_own_destination_grants(role: str) -> None:
+    """With destRoleArn or destCredential the task's own identity never touches the destination."""
+    public = {"sourceType": "Public", "srcList": "SELECTED", "srcImageList": "nginx"}
+    kms = {"repoEncryption": "KMS", "repoKmsKey": "arn:aws:kms:us-east-1:111122223333:key/k-1"}
+    direct = _granted(role, **public, **kms)
+    assert {"ecr:GetAuthorizationToken", "ecr:DescribeImages"} <= direct
+    assert role != "TaskRole" or {"ecr:PutImage", "kms:CreateGrant"} <= direct
+    for other in ({"destRoleArn": "arn:aws:iam::111122223333:role/writer"}, {"destCredential": "china-keys"}):
+        granted = _granted(role, **public, **kms, **other)
+        assert not {a for a in granted if a.startswith(("ecr:", "kms:CreateGrant"))}, other
+    # An ECR source read with the task's own identity still needs its ECR token.
+    ecr_source = {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-west-2"}
+    granted = _granted(role, **ecr_source, destCredential="china-keys")
+    assert "ecr:GetAuthorizationToken" in granted and "ecr:PutImage" not in granted
