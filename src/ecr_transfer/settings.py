@@ -355,10 +355,29 @@ def load_env(
 
     When SRC_IMAGE_LIST_PARAMETER names an SSM parameter and SRC_IMAGE_LIST is not set, the
     selected list is read through `image_list_loader` (the cloud glue passes Powertools Parameters).
+    REGISTRY_CA_PARAMETER likewise holds registryCaBundles (a JSON object of PEM texts), which would
+    not fit in a Lambda's 4 KB of environment.
     """
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {key: env[name] for name, key in ENV_NAMES.items() if name in env}
     param = env.get(envvars.SRC_IMAGE_LIST_PARAMETER)
     if param and not raw.get("srcImageList") and image_list_loader is not None:
         raw["srcImageList"] = image_list_loader(param)
+    cas = env.get(envvars.REGISTRY_CA_PARAMETER, "").strip()
+    if cas and not raw.get("registryCaBundles") and image_list_loader is not None:
+        raw["registryCaBundles"] = _ca_parameter(cas, image_list_loader(cas))
     return from_mapping(raw, source="environment")
+
+
+def _ca_parameter(name: str, value: str) -> dict[str, str]:
+    """The CA bundles kept in SSM parameter `name`; a malformed value is a ConfigError naming it."""
+    where = f"SSM parameter {name} ({envvars.REGISTRY_CA_PARAMETER})"
+    try:
+        bundles = _as_mapping(value)
+    except ValueError as exc:
+        expected = "expected a JSON object of host[:port] to PEM text"
+        raise ConfigError(f"{where}: {exc}; {expected}", source="environment") from None
+    bad = [host for host, pem in bundles.items() if "-----BEGIN CERTIFICATE-----" not in pem]
+    if bad:
+        raise ConfigError(f"{where}: no PEM certificate for {', '.join(sorted(bad))}", source="environment")
+    return bundles

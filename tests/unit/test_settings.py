@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,35 @@ def test_env_loading_with_ssm_loader() -> None:
     s = load_env(env, image_list_loader=lambda name: "app:1\nteam/other" if name == "/x/list" else "")
     assert s.src_image_list == "app:1\nteam/other"
     assert s.insecure_registries == ("a:1", "b:2")
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_registry_ca_bundles_come_from_their_own_ssm_parameter() -> None:
+    """The stack keeps PEM texts in SSM: a Lambda's environment holds only 4 KB."""
+    params = {"/x/cas": json.dumps({"harbor.corp:8443": PEM}), "/x/list": "harbor.corp:8443/app:1"}
+    env = {"SOURCE_TYPE": "Public", "DEST_REGION": "cn-north-1", "SRC_IMAGE_LIST_PARAMETER": "/x/list"}
+    env["REGISTRY_CA_PARAMETER"] = "/x/cas"
+    assert load_env(env, image_list_loader=params.__getitem__).registry_ca_bundles == {"harbor.corp:8443": PEM}
+    # Bundles set directly win; an empty parameter name means none.
+    direct = {**env, "REGISTRY_CA_BUNDLES": json.dumps({"other:5000": PEM})}
+    assert load_env(direct, image_list_loader=params.__getitem__).registry_ca_bundles == {"other:5000": PEM}
+    unset = {**env, "REGISTRY_CA_PARAMETER": ""}
+    assert load_env(unset, image_list_loader=params.__getitem__).registry_ca_bundles == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{not json", "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1); "
+         "expected a JSON object of host[:port] to PEM text"),
+        ('{"harbor.corp:8443": "a path?"}', "no PEM certificate for harbor.corp:8443"),
+    ],
+)  # fmt: skip
+def test_a_malformed_ca_parameter_is_a_configuration_error_naming_it(value: str, problem: str) -> None:
+    env = {"SOURCE_TYPE": "Public", "DEST_REGION": "cn-north-1", "SRC_IMAGE_LIST": "a.io/app:1"}
+    env["REGISTRY_CA_PARAMETER"] = "/x/cas"
+    with pytest.raises(ConfigError) as caught:
+        load_env(env, image_list_loader=lambda name: value)
+    assert caught.value.problems == [f"SSM parameter /x/cas (REGISTRY_CA_PARAMETER): {problem}"]

@@ -150,6 +150,7 @@ def test_lister_and_copier_read_the_same_settings() -> None:
     # Every variable the template sets means something to the code.
     known = set(ENV_NAMES) | {
         envvars.SRC_IMAGE_LIST_PARAMETER,
+        envvars.REGISTRY_CA_PARAMETER,
         envvars.LEDGER,
         envvars.LEDGER_LEASE_SECONDS,
         envvars.STACK_NAME,
@@ -161,6 +162,10 @@ def test_lister_and_copier_read_the_same_settings() -> None:
     assert envvars.SRC_IMAGE_LIST not in lister and envvars.SRC_IMAGE_LIST not in task
     assert lister[envvars.SRC_IMAGE_LIST_PARAMETER] == {"Ref": "ImageListParameter"}
     assert lister[envvars.LEDGER] == {"Fn::Sub": "dynamodb://${LedgerTable}"}
+    # PEM texts would not fit in a Lambda's 4 KB of environment: the CAs come from SSM too.
+    assert envvars.REGISTRY_CA_BUNDLES not in lister and envvars.REGISTRY_CA_BUNDLES not in task
+    cas = {"Ref": "registryCaParameter"}
+    assert lister[envvars.REGISTRY_CA_PARAMETER] == task[envvars.REGISTRY_CA_PARAMETER] == cas
 
 
 def test_functions_ship_every_dependency_of_the_package() -> None:

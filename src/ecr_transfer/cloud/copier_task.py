@@ -85,11 +85,22 @@ def _build(settings: Settings, environ: Mapping[str, str]) -> TransferContext:
     return build_context(settings, environ=environ)
 
 
-def ssm_loader(name: str) -> str:
-    """The selected list, read from SSM (the container has no Powertools)."""
-    import boto3
+# Answers that every retry of the batch would get again: the batch fails once, saying why.
+_PERMANENT_SSM_ERRORS = {"AccessDeniedException", "ParameterNotFound"}
 
-    value = boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+
+def ssm_loader(name: str) -> str:
+    """An SSM parameter the stack names (the selected list, the registry CAs)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        value = boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") not in _PERMANENT_SSM_ERRORS:
+            raise
+        raise ConfigError(f"SSM parameter {name}: {error.get('Code')}: {error.get('Message')}") from None
     return str(value)
 
 
