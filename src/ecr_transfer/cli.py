@@ -79,6 +79,7 @@ def _plan(args: argparse.Namespace) -> int:
     from ecr_transfer.context import build_context
     from ecr_transfer.pipeline import new_run_id, previous_outcomes
     from ecr_transfer.planner import lookup_failed, plan
+    from ecr_transfer.referrers import LeftOut
     from ecr_transfer.selection import select
     from ecr_transfer.settings import load_yaml
 
@@ -93,17 +94,19 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         previous = previous_outcomes(settings, ledger) if ledger is not None else None
         selection = select(settings, context.source)
+        left_out: list[LeftOut] = []
         items = plan(
-            settings, context.source, context.destination, force=args.force, selection=selection, previous=previous
-        )
+            settings, context.source, context.destination, force=args.force, selection=selection, previous=previous,
+            left_out=left_out,
+        )  # fmt: skip
     finally:
         context.close()
         if ledger is not None:
             ledger.close()
     if args.json:
-        report.dump(report.plan_json(new_run_id(), items, selection))
+        report.dump(report.plan_json(new_run_id(), items, selection, left_out))
     else:
-        report.plan_table(items, selection=selection)
+        report.plan_table(items, selection=selection, left_out=left_out)
     return EXIT_FAILED if any(lookup_failed(i) for i in items) else EXIT_OK
 
 

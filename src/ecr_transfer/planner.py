@@ -70,6 +70,7 @@ def plan(
     force: bool = False,
     previous: Mapping[str, Outcome] | None = None,
     selection: Selection | None = None,
+    left_out: list[referrers.LeftOut] | None = None,
 ) -> list[WorkItem]:
     """One WorkItem per selected image; HEAD-only (or bulk ECR) lookups on both sides.
 
@@ -82,6 +83,7 @@ def plan(
     destination digest came from which source digest (and, for `platforms`, of which platforms).
 
     `selection` is what `select()` already chose (the CLI shows its filter verdicts beside the plan).
+    `left_out`, when given, receives the referrers `referrerTypes` kept out (the plan shows them too).
     """
     selection = selection or select(settings, source)
     sources = list(selection.images)
@@ -110,7 +112,7 @@ def plan(
         for unlisted in selection.unlisted
     ]
     if settings.copy_referrers:
-        items += _referrer_items(settings, source, destination, sources, src_digests, force)
+        items += _referrer_items(settings, source, destination, sources, src_digests, force, left_out)
     return items
 
 
@@ -128,11 +130,16 @@ def _referrer_items(
     sources: list[ImageRef],
     src_digests: list[DigestResult],
     force: bool,
+    left_out: list[referrers.LeftOut] | None,
 ) -> list[WorkItem]:
     """The selected images' signatures, SBOMs and attestations, each planned like a tag of its own."""
     chosen = {str(s) for s in sources}
     subjects = [(s, d) for s, d in zip(sources, src_digests, strict=True) if isinstance(d, str)]
-    found = [r for r in referrers.discover(source, subjects) if str(r.ref) not in chosen]
+    discovery = referrers.discover(source, subjects, settings.referrer_types)
+    # A referrer written in the list is transferred like any tag written there, whatever its type.
+    if left_out is not None:
+        left_out.extend(x for x in discovery.left_out if x.source not in chosen)
+    found = [r for r in discovery.found if str(r.ref) not in chosen]
     if not found:
         return []
     refs = [r.ref for r in found]

@@ -12,10 +12,16 @@ tag-schema index lists, is a subject in turn. Each referrer is planned like any 
 copied only when the destination lacks it or differs, and one added later arrives on the next
 run. They are copied byte for byte through the registry API (registry.exact), never by skopeo.
 
-Where the source has the OCI 1.1 referrers API (`/v2/<name>/referrers/<digest>` on newer registries;
-not yet for an ECR source), it is asked too, once per subject: it knows referrers no tag
-names (Notation, cosign in OCI 1.1 mode). Those are planned by digest. A registry without it
-(distribution 2.8) is asked once per run, then not again.
+Where the source has the OCI 1.1 referrers API (`/v2/<name>/referrers/<digest>` on newer registries
+and Amazon ECR), it is asked too, once per subject: it knows referrers no tag names (Notation,
+cosign in OCI 1.1 mode). Those are planned by digest. A registry without it (distribution 2.8) is
+asked once per run, then not again.
+
+`referrerTypes` keeps only referrers of the listed artifact types (ecr_transfer.artifacttypes says
+what type each kind is). A referrer left out is not a subject either: its own referrers (the
+signature of an SBOM left out) stay behind with it. A tag-schema index is copied byte for byte only
+when every entry it lists is kept; otherwise its kept entries are copied by digest (a registry with
+the referrers API, such as ECR, lists them by their `subject`) and the index is left out, saying why.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
+from ecr_transfer import artifacttypes
 from ecr_transfer.catalog import SourceCatalog
 from ecr_transfer.errors import TransferError
 from ecr_transfer.references import ImageRef
@@ -57,8 +64,115 @@ class Referrer:
     digest: str
 
 
-def _children(source: SourceCatalog, ref: ImageRef, digest: str) -> list[str]:
-    """Digests a tag-schema referrers index lists (each may have referrers of its own)."""
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A referrer `referrerTypes` keeps from being copied, and why (plan --json lists it under "filtered")."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    found: tuple[Referrer, ...] = ()
+    left_out: tuple[LeftOut, ...] = ()
+
+
+@dataclass
+class _Walk:
+    """One repository's referrers, subject after subject, under the run's `referrerTypes`."""
+
+    source: SourceCatalog
+    entry: ImageRef
+    types: frozenset[str]
+    found: list[Referrer] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    frontier: list[str] = field(default_factory=list)
+
+    def pinned(self, digest: str) -> ImageRef:
+        return ImageRef(self.entry.registry, self.entry.repository, self.entry.path, digest=digest)
+
+    def type_of(self, descriptor: dict[str, object]) -> str | None:
+        """The listing's artifactType, else the manifest's own (OCI 1.1 rule), read only when filtering."""
+        listed = artifacttypes.of_descriptor(descriptor)
+        if listed is not None:
+            return listed
+        try:
+            return artifacttypes.of_manifest(self.source.manifest(self.pinned(str(descriptor["digest"]))))
+        except TransferError as exc:
+            log.warning("%s@%s: manifest not read (%s); its type is unknown", self.entry, descriptor["digest"], exc)
+            return None
+
+    def refused(self, artifact_type: str | None, kind: str = "") -> str | None:
+        """Why `referrerTypes` leaves a referrer of this type out; None when it is kept (or no filter is set)."""
+        if not self.types or artifact_type in self.types:
+            return None
+        if artifact_type is None:
+            return "referrerTypes: it has no artifact type (neither artifactType nor a config mediaType)"
+        return f"referrerTypes: {artifact_type}{kind} is not listed"
+
+    def leave_out(self, ref: ImageRef, reason: str) -> None:
+        log.info("%s: not copied (%s)", ref, reason)
+        self.left_out.append(LeftOut(source=str(ref), reason=reason))
+
+    def keep(self, ref: ImageRef, subject: str, digest: str) -> None:
+        self.found.append(Referrer(ref=ref, subject=f"{self.entry.registry}/{self.entry.repository}@{subject}",
+                                   digest=digest))  # fmt: skip
+        self.frontier.append(digest)
+
+    def tagged(self, subject: str, tags: Sequence[str]) -> None:
+        """The referrer tags of `subject`: cosign's, and the tag-schema index."""
+        refs = []
+        for tag in tags:
+            cosign = artifacttypes.cosign_type(tag)
+            why = self.refused(cosign, f" (cosign's type for a .{tag.rsplit('.', 1)[-1]} tag)") if cosign else None
+            if why:  # decided by its name: not even looked up
+                self.leave_out(self.entry.with_tag(tag), why)
+            else:
+                refs.append(self.entry.with_tag(tag))
+        for ref, looked_up in zip(refs, self.source.digests(refs) if refs else [], strict=True):
+            if not isinstance(looked_up, str):
+                log.warning("%s: referrer not looked up (%s); tried again on the next run", ref, looked_up)
+            elif ref.tag and "." not in ref.tag:
+                self.tag_schema_index(subject, ref, looked_up)
+            else:
+                self.keep(ref, subject, looked_up)
+
+    def tag_schema_index(self, subject: str, ref: ImageRef, digest: str) -> None:
+        """The index whole when every entry is kept (its entries are subjects too); else its kept entries."""
+        entries = _entries(self.source, ref, digest)
+        verdicts = [(e, self.refused(self.type_of(e))) for e in entries] if self.types else [(e, None) for e in entries]
+        dropped = [(e, why) for e, why in verdicts if why]
+        if not dropped:
+            self.keep(ref, subject, digest)
+            self.frontier.extend(str(e["digest"]) for e in entries)
+            return
+        others = sorted({artifacttypes.of_descriptor(e) or "an untyped manifest" for e, _ in dropped})
+        self.leave_out(ref, f"referrerTypes: this referrers index also lists {', '.join(others)}; "
+                            "its entries of listed types are copied by digest")  # fmt: skip
+        for entry, why in verdicts:
+            entry_digest = str(entry["digest"])
+            if why:
+                self.leave_out(self.pinned(entry_digest), why)
+            elif entry_digest not in self.seen and entry_digest not in self.frontier:
+                self.keep(self.pinned(entry_digest), subject, entry_digest)
+
+    def from_api(self, subject: str) -> None:
+        for descriptor in _from_api(self.source, self.entry, subject):
+            digest = str(descriptor["digest"])
+            if digest in self.seen or digest in self.frontier:
+                continue
+            why = self.refused(self.type_of(descriptor)) if self.types else None
+            if why:
+                self.seen.add(digest)  # listed again by another subject: decided once
+                self.leave_out(self.pinned(digest), why)
+            else:
+                self.keep(self.pinned(digest), subject, digest)
+
+
+def _entries(source: SourceCatalog, ref: ImageRef, digest: str) -> list[dict[str, object]]:
+    """The descriptors a tag-schema referrers index lists (each may have referrers of its own)."""
     try:
         body = source.manifest(ref.with_digest(digest))
         doc = json.loads(body) if body else {}
@@ -66,20 +180,21 @@ def _children(source: SourceCatalog, ref: ImageRef, digest: str) -> list[str]:
         log.warning("%s: referrers index not read (%s); referrers of its entries not looked for", ref, exc)
         return []
     manifests = doc.get("manifests") if isinstance(doc, dict) else None
-    return [str(m["digest"]) for m in manifests or [] if isinstance(m, dict) and "digest" in m]
+    return [m for m in manifests or [] if isinstance(m, dict) and "digest" in m]
 
 
-def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]]) -> list[Referrer]:
-    """Every referrer tag of the given (image, digest) pairs, transitively, one tag list per repository.
+def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]], types: Collection[str] = ()) -> Discovery:
+    """Every referrer of the given (image, digest) pairs, transitively, one tag list per repository.
 
-    A repository whose tags cannot be listed is logged and left for the next run: its images
-    are still transferred.
+    `types` is `referrerTypes` (empty: every type). A repository whose tags cannot be listed is
+    logged and left for the next run: its images are still transferred.
     """
     repositories: dict[ImageRef, set[str]] = {}
     for image, digest in subjects:
         entry = ImageRef(image.registry, image.repository, image.path, all_tags=True)
         repositories.setdefault(entry, set()).add(digest)
     found: list[Referrer] = []
+    left_out: list[LeftOut] = []
     for entry, digests in repositories.items():
         try:
             tags = source.tags(entry)
@@ -91,36 +206,24 @@ def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]]) ->
             subject = subject_of(tag)
             if subject is not None:
                 by_subject.setdefault(subject, []).append(tag)
-        seen: set[str] = set()
-        frontier = sorted(digests)
-        while frontier:
-            subject = frontier.pop(0)
-            if subject in seen:
+        walk = _Walk(source, entry, frozenset(types), frontier=sorted(digests))
+        while walk.frontier:
+            subject = walk.frontier.pop(0)
+            if subject in walk.seen:
                 continue
-            seen.add(subject)
-            subject_ref = f"{entry.registry}/{entry.repository}@{subject}"
-            refs = [entry.with_tag(t) for t in by_subject.get(subject, [])]
-            for ref, looked_up in zip(refs, source.digests(refs) if refs else [], strict=True):
-                if not isinstance(looked_up, str):
-                    log.warning("%s: referrer not looked up (%s); tried again on the next run", ref, looked_up)
-                    continue
-                found.append(Referrer(ref=ref, subject=subject_ref, digest=looked_up))
-                frontier.append(looked_up)
-                if ref.tag and "." not in ref.tag:  # a tag-schema index: its entries are subjects too
-                    frontier.extend(_children(source, ref, looked_up))
-            for digest in _from_api(source, entry, subject):
-                if digest not in seen and digest not in frontier:
-                    pinned = ImageRef(entry.registry, entry.repository, entry.path, digest=digest)
-                    found.append(Referrer(ref=pinned, subject=subject_ref, digest=digest))
-                    frontier.append(digest)
-    return found
+            walk.seen.add(subject)
+            walk.tagged(subject, by_subject.get(subject, []))
+            walk.from_api(subject)
+        found += walk.found
+        left_out += walk.left_out
+    return Discovery(found=tuple(found), left_out=tuple(left_out))
 
 
-def _from_api(source: SourceCatalog, entry: ImageRef, subject: str) -> list[str]:
-    """Digests the registry's referrers API lists for `subject` (none without the API)."""
+def _from_api(source: SourceCatalog, entry: ImageRef, subject: str) -> list[dict[str, object]]:
+    """Descriptors the registry's referrers API lists for `subject` (none without the API)."""
     try:
         listed = source.referrers(ImageRef(entry.registry, entry.repository, entry.path, digest=subject))
     except TransferError as exc:
         log.warning("%s@%s: referrers API not read (%s); tried again on the next run", entry, subject, exc)
         return []
-    return [str(d["digest"]) for d in listed or []]
+    return list(listed or [])

@@ -7,11 +7,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
 from ecr_transfer.model import FAILED_STATUSES, Outcome, RunSummary, WorkItem, counts
-from ecr_transfer.selection import EntryCounts, Selection
+from ecr_transfer.referrers import LeftOut
+from ecr_transfer.selection import Dropped, EntryCounts, Selection
 
 
 def _json_status(status: str) -> str:
@@ -59,10 +61,12 @@ def with_progress(run: RunSummary, so_far: dict[str, int]) -> RunSummary:
     )  # fmt: skip
 
 
-def plan_json(run_id: str, items: list[WorkItem], selection: Selection | None = None) -> dict[str, Any]:
+def plan_json(
+    run_id: str, items: list[WorkItem], selection: Selection | None = None, left_out: Sequence[LeftOut] = ()
+) -> dict[str, Any]:
     copy = sum(1 for i in items if i.action == "copy")
     entries = selection.entries if selection else ()
-    filtered = selection.filtered if selection else ()
+    filtered: list[Dropped | LeftOut] = [*(selection.filtered if selection else ()), *left_out]
     return {
         "run_id": run_id,
         "counts": {"planned": len(items), "copied": 0, "skipped": len(items) - copy, "failed": 0, "copy": copy},
@@ -213,8 +217,15 @@ def entry_line(entry: EntryCounts) -> str:
     return f"{entry.entry}: {entry.listed} tags; " + ", ".join(steps)
 
 
-def plan_table(items: list[WorkItem], out: TextIO | None = None, selection: Selection | None = None) -> None:
+def plan_table(
+    items: list[WorkItem],
+    out: TextIO | None = None,
+    selection: Selection | None = None,
+    left_out: Sequence[LeftOut] = (),
+) -> None:
     out = out or sys.stdout
+    if left_out:
+        out.write(f"{len(left_out)} referrers left out by referrerTypes (plan --json lists each with its reason)\n")
     if selection is not None and selection.entries:
         for entry in selection.entries:
             out.write(entry_line(entry) + "\n")

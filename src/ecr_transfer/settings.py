@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from ecr_transfer import envvars
+from ecr_transfer.artifacttypes import parse_referrer_types
 from ecr_transfer.errors import ConfigError
 from ecr_transfer.references import _COMPONENT, _HOST, parse_image_list
 from ecr_transfer.subsets import parse_platforms
@@ -74,9 +75,11 @@ class Settings:
     tag_semver: str | None = None
     tag_latest: int | None = None
     platforms: tuple[str, ...] = ()
+    """Copy only these children of a multi-arch index (`linux/arm64`), under a new index; () for all."""
     copy_referrers: bool = True
     """Signatures, SBOMs and attestations of each image travel with it (ecr_transfer.referrers)."""
-    """Copy only these children of a multi-arch index (`linux/arm64`), under a new index; () for all."""
+    referrer_types: tuple[str, ...] = ()
+    """Only referrers of these artifact types travel (ecr_transfer.artifacttypes); () for every one."""
 
     @property
     def tag_filters(self) -> TagFilters:
@@ -129,6 +132,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "tagLatest": ("tag_latest", "count"),
     "platforms": ("platforms", "platforms"),
     "copyReferrers": ("copy_referrers", "bool"),
+    "referrerTypes": ("referrer_types", "media_types"),
 }
 _REPO_FIELDS = {f.name for f in fields(RepositorySettings)}
 
@@ -147,6 +151,7 @@ assert {
     envvars.TAG_LATEST,
     envvars.PLATFORMS,
     envvars.COPY_REFERRERS,
+    envvars.REFERRER_TYPES,
 } <= ENV_NAMES.keys()
 assert envvars.REGISTRY_CA_BUNDLES in ENV_NAMES
 
@@ -224,6 +229,8 @@ def _coerce(kind: str, value: Any) -> Any:
         return _as_mapping(value)
     if kind == "platforms":
         return parse_platforms(value)
+    if kind == "media_types":
+        return parse_referrer_types(value)
     if kind == "regexes":
         return check_patterns(split_patterns(value))
     if kind == "range":
@@ -295,6 +302,8 @@ def validate(settings: Settings, source: str = "settings") -> None:
         problems.append("destRegistry (host[:port]) is required when destType is Registry")
     if settings.platforms and not settings.include_untagged:
         problems.append("platforms needs includeUntagged true (includeUntagged false copies linux/amd64 only)")
+    if settings.referrer_types and not settings.copy_referrers:
+        problems.append("referrerTypes needs copyReferrers true (copyReferrers false copies no referrer)")
     if settings.repository.encryption == "KMS" and not settings.repository.kms_key:
         problems.append("repoKmsKey is required when repoEncryption is KMS")
     if settings.src_list == "SELECTED":

@@ -242,3 +242,50 @@ def test_a_manifest_skopeo_rewrites_fails_once_saying_why(
     assert row["error"].endswith(
         f" for {pushed['digest']}: skopeo drops artifactType from the descriptors of this index; not retried"
     )
+
+
+def test_referrer_types_copy_only_the_sbom_and_the_plan_says_what_was_left_out(
+    transfer: Transfer, signed: Signed
+) -> None:
+    """`referrerTypes: [application/spdx+json]`: the SBOM travels (with the tag-schema index listing only
+    it); the cosign signature of the image and the SBOM's own signature (and the index listing that
+    one) stay behind, and `plan --json` lists each under "filtered" with its reason."""
+    s, repo = transfer.src.host, "team/app"
+    cfg = transfer.config(f"{s}/{repo}:1.0", referrerTypes=[SPDX])
+    sig_type = "application/vnd.dev.cosign.artifact.sig.v1+json"
+    assert sig_type == SIGNATURE_ARTIFACT, "the SBOM's signature is a cosign signature in OCI 1.1 form"
+
+    code, planned = transfer.plan(cfg)
+    assert code == 0, planned
+    assert [(i["source"], i["status"]) for i in planned["items"]] == [
+        (f"{s}/{repo}:1.0", "copy"),
+        (f"{s}/{repo}:{tag_of(signed.image)}", "copy"),
+    ]
+    assert planned["filtered"] == [
+        {"source": f"{s}/{repo}:{tag_of(signed.image, '.sig')}",
+         "reason": f"referrerTypes: {sig_type} (cosign's type for a .sig tag) is not listed"},
+        {"source": f"{s}/{repo}:{tag_of(signed.sbom['digest'])}",
+         "reason": f"referrerTypes: this referrers index also lists {sig_type}; "
+                   "its entries of listed types are copied by digest"},
+        {"source": f"{s}/{repo}@{signed.sbom_signature['digest']}",
+         "reason": f"referrerTypes: {sig_type} is not listed"},
+    ]  # fmt: skip
+
+    code, result = transfer.run(cfg)
+    assert code == 0 and result["counts"]["copied"] == 2, result
+    dst = transfer.dst
+    assert dst.manifest_digest(repo, "1.0") == signed.image
+    assert dst.manifest_digest(repo, tag_of(signed.image)) == signed.index["digest"]
+    assert dst.get_manifest(repo, signed.sbom["digest"]) == transfer.src.get_manifest(repo, signed.sbom["digest"])
+    assert sorted(dst.tags(repo)) == sorted(["1.0", tag_of(signed.image)])
+    assert dst.get_manifest(repo, signed.signature["digest"]) is None
+    assert dst.get_manifest(repo, signed.sbom_signature["digest"]) is None
+
+    # Listing cosign's signature type too (the SBOM's signature is an OCI 1.1 artifact of that type)
+    # brings the image's .sig tag and the SBOM's index with its signature on the next run; the rest stays.
+    code, more = transfer.run(transfer.config(f"{s}/{repo}:1.0", referrerTypes=f"{SPDX}, {sig_type}"))
+    assert code == 0 and more["counts"] == {"planned": 4, "copied": 2, "skipped": 2, "failed": 0}, more
+    assert dst.manifest_digest(repo, tag_of(signed.image, ".sig")) == signed.signature["digest"]
+    assert dst.manifest_digest(repo, tag_of(signed.sbom["digest"])) == signed.sbom_index["digest"]
+    sbom_signature = signed.sbom_signature["digest"]
+    assert dst.get_manifest(repo, sbom_signature) == transfer.src.get_manifest(repo, sbom_signature)

@@ -85,7 +85,7 @@ def test_cosign_tags_tag_schema_entries_and_referrers_of_referrers() -> None:
         },
         {d(12): index},
     )  # fmt: skip
-    found = discover(source, [(image("app", "1.0"), d(1))])
+    found = discover(source, [(image("app", "1.0"), d(1))]).found
     assert [(r.ref.tag, r.subject, r.digest) for r in found] == [
         (t(1), f"{HOST}/app@{d(1)}", d(12)),
         (t(1, ".sig"), f"{HOST}/app@{d(1)}", d(10)),
@@ -99,7 +99,7 @@ def test_one_tag_list_per_repository_and_a_failed_listing_leaves_the_image_alone
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     source = Source({"a": {"1": d(1), "2": d(2), t(2, ".sig"): d(3)}})
-    found = discover(source, [(image("a", "1"), d(1)), (image("a", "2"), d(2)), (image("gone", "1"), d(4))])
+    found = discover(source, [(image("a", "1"), d(1)), (image("a", "2"), d(2)), (image("gone", "1"), d(4))]).found
     assert [r.ref.tag for r in found] == [t(2, ".sig")]
     assert source.tag_lists == ["a", "gone"]
     assert f"{HOST}/gone:ALL_TAGS: tags not listed (tag list timed out)" in caplog.text
@@ -108,10 +108,115 @@ def test_one_tag_list_per_repository_and_a_failed_listing_leaves_the_image_alone
 def test_the_referrers_api_adds_untagged_referrers_by_digest_once_each() -> None:
     source = Source({"app": {"1.0": d(1), t(1, ".sig"): d(10)}})
     source.api = {d(1): [d(30), d(10)], d(30): [d(31)]}  # d(10) is also tagged: found once
-    found = discover(source, [(image("app", "1.0"), d(1))])
+    found = discover(source, [(image("app", "1.0"), d(1))]).found
     assert [(str(r.ref), r.subject, r.digest) for r in found] == [
         (f"{HOST}/app:{t(1, '.sig')}", f"{HOST}/app@{d(1)}", d(10)),
         (f"{HOST}/app@{d(30)}", f"{HOST}/app@{d(1)}", d(30)),
         (f"{HOST}/app@{d(31)}", f"{HOST}/app@{d(30)}", d(31)),
     ]
     assert sorted(source.api_calls) == sorted([d(1), d(10), d(30), d(31)])
+
+
+SPDX = "application/spdx+json"
+COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
+NOTARY = "application/vnd.cncf.notary.signature"
+
+
+class CountingSource(Source):
+    """Also records which tags were looked up and which manifests read."""
+
+    def __init__(self, repos: Mapping[str, Mapping[str, str]], manifests: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(repos, manifests)
+        self.looked_up: list[str] = []
+        self.read: list[str] = []
+
+    def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
+        self.looked_up += [r.tag or "" for r in refs]
+        return super().digests(refs)
+
+    def manifest(self, ref: ImageRef) -> bytes | None:
+        self.read.append(ref.digest or "")
+        return super().manifest(ref)
+
+
+def test_referrer_types_decide_cosign_tags_by_name_and_index_entries_by_type() -> None:
+    """Only SPDX: the .sig/.att tags are left out without a lookup; the tag-schema index of 1.0 lists an
+    SPDX SBOM and a Notation signature, so it is left out and the SBOM copied by digest; the SBOM's own
+    referrers (a cosign signature of it) stay behind; an .sbom tag counts as cosign's SBOM type."""
+    index = {"manifests": [{"digest": d(20), "artifactType": SPDX}, {"digest": d(21), "artifactType": NOTARY}]}
+    source = CountingSource(
+        {
+            "app": {
+                "1.0": d(1),
+                t(1, ".sig"): d(10), t(1, ".att"): d(11), t(1, ".sbom"): d(12),
+                t(1): d(13),
+                t(20, ".sig"): d(14),
+            },
+        },
+        {d(13): json.dumps(index).encode()},
+    )  # fmt: skip
+    found = discover(source, [(image("app", "1.0"), d(1))], ["application/spdx+json"])
+
+    assert [(str(r.ref), r.digest) for r in found.found] == [(f"{HOST}/app@{d(20)}", d(20))]
+    assert [(x.source, x.reason) for x in found.left_out] == [
+        (f"{HOST}/app:{t(1, '.att')}", "referrerTypes: application/vnd.dev.cosign.artifact.att.v1+json "
+                                       "(cosign's type for a .att tag) is not listed"),
+        (f"{HOST}/app:{t(1, '.sbom')}", "referrerTypes: application/vnd.dev.cosign.artifact.sbom.v1+json "
+                                        "(cosign's type for a .sbom tag) is not listed"),
+        (f"{HOST}/app:{t(1, '.sig')}", "referrerTypes: application/vnd.dev.cosign.artifact.sig.v1+json "
+                                       "(cosign's type for a .sig tag) is not listed"),
+        (f"{HOST}/app:{t(1)}", f"referrerTypes: this referrers index also lists {NOTARY}; "
+                               "its entries of listed types are copied by digest"),
+        (f"{HOST}/app@{d(21)}", f"referrerTypes: {NOTARY} is not listed"),
+        (f"{HOST}/app:{t(20, '.sig')}", "referrerTypes: application/vnd.dev.cosign.artifact.sig.v1+json "
+                                        "(cosign's type for a .sig tag) is not listed"),
+    ]  # fmt: skip
+    assert source.looked_up == [t(1)], "cosign tags left out by their name cost no lookup"
+    assert source.read == [d(13)], "the index's descriptors carry artifactType: no entry is read"
+
+
+def test_an_index_whose_entries_are_all_listed_is_kept_whole_and_untyped_entries_are_read() -> None:
+    """The descriptors lack artifactType (go-containerregistry's fallback index): the manifest decides,
+    by `artifactType`, else the config's mediaType; the signature of the SBOM is kept as well."""
+    sbom = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": SPDX, "config": {}}
+    sig = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": COSIGN_SIG}}
+    index = {"manifests": [{"digest": d(20)}, {"digest": d(21)}]}
+    source = CountingSource(
+        {"app": {"1.0": d(1), t(1): d(13), t(20, ".sig"): d(14)}},
+        {d(13): json.dumps(index).encode(), d(20): json.dumps(sbom).encode(), d(21): json.dumps(sig).encode()},
+    )
+    found = discover(source, [(image("app", "1.0"), d(1))], [SPDX, COSIGN_SIG])
+
+    assert [(str(r.ref), r.subject) for r in found.found] == [
+        (f"{HOST}/app:{t(1)}", f"{HOST}/app@{d(1)}"),
+        (f"{HOST}/app:{t(20, '.sig')}", f"{HOST}/app@{d(20)}"),
+    ]
+    assert found.left_out == ()
+    assert sorted(source.read) == [d(13), d(20), d(21)]
+
+
+def test_referrers_api_entries_are_typed_by_their_descriptor_and_a_left_out_one_is_no_subject() -> None:
+    source = CountingSource({"app": {"1.0": d(1)}}, {d(32): b'{"config": {"mediaType": "application/vnd.x"}}'})
+    listed = {
+        d(1): [{"digest": d(30), "artifactType": SPDX}, {"digest": d(31), "artifactType": NOTARY}, {"digest": d(32)}],
+        d(31): [{"digest": d(40), "artifactType": SPDX}],
+    }
+    source.referrers = lambda ref: (source.api_calls.append(ref.digest or ""), listed.get(ref.digest or "", []))[1]  # type: ignore[method-assign]
+    found = discover(source, [(image("app", "1.0"), d(1))], [SPDX])
+
+    assert [str(r.ref) for r in found.found] == [f"{HOST}/app@{d(30)}"]
+    assert [(x.source, x.reason) for x in found.left_out] == [
+        (f"{HOST}/app@{d(31)}", f"referrerTypes: {NOTARY} is not listed"),
+        (f"{HOST}/app@{d(32)}", "referrerTypes: application/vnd.x is not listed"),
+    ]
+    assert source.api_calls == [d(1), d(30)], "the referrers of a left-out referrer are not asked for"
+
+
+def test_without_referrer_types_nothing_is_read_to_type_a_referrer() -> None:
+    index = {"manifests": [{"digest": d(20)}]}
+    source = CountingSource(
+        {"app": {"1.0": d(1), t(1): d(13), t(1, ".sig"): d(10)}}, {d(13): json.dumps(index).encode()}
+    )
+    found = discover(source, [(image("app", "1.0"), d(1))])
+    assert [r.ref.tag for r in found.found] == [t(1), t(1, ".sig")]
+    assert source.read == [d(13)]
