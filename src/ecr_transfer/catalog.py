@@ -97,6 +97,7 @@ class RegistryCatalog:
         # One run's tag lists: `repo:ALL_TAGS` and the referrer lookup read the same list (a catalog
         # lives for one run, so a tag pushed later is seen by the next one).
         self._tag_lists: dict[tuple[str, str], list[str]] = {}
+        self._referrers_failed: set[str] = set()
         self._lock = threading.Lock()
 
     def all_images(self) -> list[ImageRef]:
@@ -122,8 +123,20 @@ class RegistryCatalog:
         return retry_transient(lambda: client.get_manifest(ref.repository, ref.reference))
 
     def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
+        """One subject's referrers; after a registry's API failed (unreachable, denied), None for the run.
+
+        Without that, an unreachable API costs every image of a no-op run its retries and a warning.
+        """
+        with self._lock:
+            if ref.registry in self._referrers_failed:
+                return None
         client = self._clients.get(ref.registry)
-        return retry_transient(lambda: list_referrers(client, ref.repository, ref.reference))
+        try:
+            return retry_transient(lambda: list_referrers(client, ref.repository, ref.reference))
+        except TransferError as exc:
+            with self._lock:
+                self._referrers_failed.add(ref.registry)
+            raise type(exc)(f"{exc}; not asked again this run", retry_after=exc.retry_after) from None
 
     def _head(self, ref: ImageRef) -> DigestResult:
         client = self._clients.get(ref.registry)

@@ -5,7 +5,9 @@ registry (account + region): writes to a repository that does not exist in moto 
 `NAME_UNKNOWN`, pushing an existing tag of an IMMUTABLE repository fails with ECR's
 `TAG_INVALID` message, and every manifest pushed is registered in moto with its real bytes and
 sha256 digest, so DescribeImages and the registry always agree. The registry's htpasswd login is
-`AWS` / moto's token password, so only a GetAuthorizationToken login gets in.
+`AWS` / moto's token password, so only a GetAuthorizationToken login gets in. The OCI 1.1
+referrers API, which ECR has and distribution 2.8 lacks, is answered from moto's copy of every
+pushed manifest (ecr_referrers).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ecr_transfer.local.registry import LocalRegistry
 from ecr_transfer.processes import stop_process
 from ecr_transfer.settings import Settings, from_mapping
 
+from . import ecr_referrers
 from .registry_proxy import ProxyReply, ProxyRequest, RegistryProxy
 
 ACCOUNT_A = "123456789012"
@@ -156,6 +159,9 @@ class EcrEmulator:
         return dict(found[0])
 
     def _before(self, request: ProxyRequest) -> ProxyReply | None:
+        referrers = ecr_referrers.answer(request, host=self.host, ecr=self.ecr, authorization=self.authorization)
+        if referrers is not None:
+            return referrers
         route = _ROUTE.match(request.path)
         if route is None or request.method not in ("PUT", "POST", "PATCH"):
             return None
@@ -223,6 +229,11 @@ class EcrEmulator:
 
     def _basic(self) -> str:
         return base64.b64encode(f"AWS:{self.token_password(self.account_id)}".encode()).decode()
+
+    @property
+    def authorization(self) -> str:
+        """The Authorization header of a GetAuthorizationToken login."""
+        return f"Basic {self._basic()}"
 
     def digest(self, repo: str, tag: str) -> str | None:
         """What ECR's control plane says repo:tag is."""

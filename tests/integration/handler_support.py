@@ -10,8 +10,11 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -78,8 +81,46 @@ def load_handler(function: str) -> ModuleType:
     return module
 
 
+class _NotFound(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def registry_without_referrers_api() -> Iterator[str]:
+    """The ECR source's registry endpoint for tests whose ECR lives in moto (in-process) only.
+
+    Planning asks an ECR source's registry for its images' referrers (OCI 1.1 referrers API); moto
+    has no registry, and the real ECR host must never be contacted. This loopback endpoint answers
+    404 to everything, as distribution 2.8 does to that API: the source counts as one without it,
+    asked once per run, and the tag-named referrers (from DescribeImages) are all there is.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    with registry_without_referrers_api() as endpoint, _lambda_env(monkeypatch, endpoint) as env:
+        yield env
+
+
+@contextmanager
+def _lambda_env(monkeypatch: pytest.MonkeyPatch, src_registry: str) -> Iterator[dict[str, str]]:
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -104,6 +145,9 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         "INCLUDE_UNTAGGED": "true",
         "CONCURRENCY": "10",
         "REPO_TAG_MUTABILITY": "MUTABLE",
+        # Not the template's: where the source's registry API is (see registry_without_referrers_api).
+        "REGISTRY_ENDPOINTS": json.dumps({SRC_HOST: src_registry}),
+        "INSECURE_REGISTRIES": SRC_HOST,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

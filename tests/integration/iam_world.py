@@ -236,6 +236,10 @@ _REGISTRY_ACTIONS = {
     RequestKind.UPLOAD_POST: "ecr:InitiateLayerUpload",
     RequestKind.UPLOAD_PATCH: "ecr:UploadLayerPart",
     RequestKind.UPLOAD_PUT: "ecr:CompleteLayerUpload",
+    # OCI 1.1 referrers API: AWS documents its control-plane twin, ListImageReferrers, as needing
+    # ecr:BatchGetImage ("The IAM principal invoking this operation must have the ecr:BatchGetImage
+    # permission", ECR API reference and botocore's model) and names no action of its own for it.
+    RequestKind.REFERRERS: "ecr:BatchGetImage",
 }
 
 

@@ -212,6 +212,11 @@ def test_parse_access_log_lines() -> None:
     assert classify("DELETE", "/v2/r/blobs/sha256:1")[0] is K.OTHER
     assert classify("GET", "/v2/r/tags/list?n=10&last=a") == (K.TAGS_LIST, "r", None)
     assert classify("GET", "/v2/_catalog?n=5")[0] is K.CATALOG
+    digest = "sha256:" + "a" * 64
+    assert classify("GET", f"/v2/team/app/referrers/{digest}") == (K.REFERRERS, "team/app", digest)
+    assert classify("GET", f"/v2/team/referrers/manifests/{digest}") == (K.MANIFEST_GET, "team/referrers", digest)
+    assert classify("GET", f"/v2/a/referrers/{digest}?artifactType=application/spdx%2Bjson")[0] is K.REFERRERS
+    assert classify("DELETE", f"/v2/a/referrers/{digest}")[0] is K.OTHER
 
 
 # -- lifecycle --------------------------------------------------------------------------------------

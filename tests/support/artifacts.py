@@ -22,6 +22,10 @@ SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 def _request(registry: LocalRegistry, method: str, path: str, data: bytes = b"", content_type: str = "") -> Any:
     url = path if path.startswith("http") else registry.url + path
     request = urllib.request.Request(url, data=data if method in ("PUT", "POST") else None, method=method)
+    # An ECR emulator's front door (a FrontDoor) wants its registry token on every request.
+    authorization = getattr(registry, "authorization", None)
+    if authorization:
+        request.add_header("Authorization", authorization)
     if content_type:
         request.add_header("Content-Type", content_type)
     return urllib.request.urlopen(request, timeout=10)

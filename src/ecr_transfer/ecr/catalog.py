@@ -224,12 +224,14 @@ class EcrCatalog:
         return str(images[0]["imageManifest"]).encode() if images else None
 
     def referrers(self, ref: ImageRef) -> list[dict[str, object]] | None:
-        """Not asked of ECR yet: ListImageReferrers is authorized as ecr:BatchGetImage in AWS, but
-        not under the IAM the tests enforce; until the template and its tests grant and check it,
-        ECR sources get their tag-named referrers only (cosign tags, the tag-schema index)."""
-        if ref.registry != self.registry:
-            return self._fallback.referrers(ref) if self._fallback is not None else None
-        return None
+        """The registry's OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`), as for any registry.
+
+        Amazon ECR serves it (OCI 1.1 since June 2024) and authorizes it as `ecr:BatchGetImage`, the
+        permission ListImageReferrers is documented to need; it lists what refers to an image by its
+        `subject` though no tag names it (Notation, cosign in OCI 1.1 mode). Asked through the
+        registry clients with this registry's token, like the copier's reads.
+        """
+        return self._fallback.referrers(ref) if self._fallback is not None else None
 
     # -- digests ------------------------------------------------------------------------------
     def _point_lookup(self, ref: ImageRef) -> DigestResult:

@@ -31,6 +31,8 @@ class RequestKind(StrEnum):
     UPLOAD_POST = "upload_post"
     UPLOAD_PATCH = "upload_patch"
     UPLOAD_PUT = "upload_put"
+    REFERRERS = "referrers"
+    """GET /v2/<name>/referrers/<digest> (OCI 1.1; distribution 2.8 answers 404, Amazon ECR the index)."""
     OTHER = "other"
 
 
@@ -39,7 +41,7 @@ class RequestKind(StrEnum):
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LOG_LINE = re.compile(rf'^\S+ \S+ \S+ \[[^\]]+\] "([A-Z]+) (\S+) [^"]*" (\d{{3}}) (\d+|-) {_QUOTED} {_QUOTED}')
 # Greedy repo: a repository may itself contain "blobs" or "tags" as a path component.
-_ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<area>manifests|blobs|tags)/(?P<rest>[^/]*(?:/[^/]*)?)$")
+_ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<area>manifests|blobs|tags|referrers)/(?P<rest>[^/]*(?:/[^/]*)?)$")
 _BY_METHOD = {
     "manifests": {"HEAD": RequestKind.MANIFEST_HEAD, "GET": RequestKind.MANIFEST_GET,
                   "PUT": RequestKind.MANIFEST_PUT, "DELETE": RequestKind.MANIFEST_DELETE},
@@ -81,6 +83,8 @@ def classify(method: str, uri: str) -> tuple[RequestKind, str | None, str | None
     repo, area, rest = route["repo"], route["area"], route["rest"]
     if area == "tags":
         return (RequestKind.TAGS_LIST if rest == "list" else RequestKind.OTHER), repo, None
+    if area == "referrers":
+        return (RequestKind.REFERRERS if method == "GET" and "/" not in rest else RequestKind.OTHER), repo, rest
     if area == "blobs" and (rest + "/").startswith("uploads/"):
         params = urllib.parse.parse_qs(query)
         if method == "POST" and "mount" in params:

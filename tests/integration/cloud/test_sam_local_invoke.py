@@ -59,6 +59,13 @@ def local_template(built_app: BuiltApp, bridge_moto: MotoServer) -> Path:
     template = yaml.safe_load(built_app.template.read_text())
     for name in ("ListerFunction", "RecorderFunction", "PushIntakeFunction"):
         template["Resources"][name]["Properties"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] = bridge_moto.url
+    # The lister asks the ECR source's registry for referrers (OCI 1.1 referrers API). The emulators'
+    # registries listen on the host's loopback, out of the container's reach; the real ECR host must
+    # never be contacted: a closed port of the container's own loopback stands in (refused, so the run
+    # plans with the tag-named referrers only, after one warning).
+    source_host = f"{ACCOUNT_A}.dkr.ecr.{PARAMETERS['srcRegion']}.amazonaws.com"
+    lister_env = template["Resources"]["ListerFunction"]["Properties"]["Environment"]["Variables"]
+    lister_env["REGISTRY_ENDPOINTS"] = json.dumps({source_host: "127.0.0.1:9"})
     path = built_app.build_dir / "template-moto.yaml"  # beside the built one: CodeUri paths are relative
     path.write_text(yaml.safe_dump(template, sort_keys=False))
     return path
