@@ -11,7 +11,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from ecr_transfer import envvars
@@ -33,13 +32,14 @@ def retry_transient(call: Callable[[], T], sleep: Callable[[float], None] = time
     Without it one dropped HEAD turned an up-to-date image into a copy ("copying to be safe")
     and one failed tag list aborted the whole run as a configuration error.
     """
-    attempts = int(os.environ.get(envvars.MAX_ATTEMPTS, 3))
-    base = float(os.environ.get(envvars.BACKOFF_BASE, 2.0))
     attempt = 1
     while True:
         try:
             return call()
         except TransientError as exc:
+            # Read on failure only: a no-op plan makes thousands of lookups that all succeed.
+            attempts = int(os.environ.get(envvars.MAX_ATTEMPTS, 3))
+            base = float(os.environ.get(envvars.BACKOFF_BASE, 2.0))
             if attempt >= attempts:
                 raise TransientError(f"{exc} (after {attempt} tries)", retry_after=exc.retry_after) from None
             if exc.retry_after is not None:
@@ -49,6 +49,39 @@ def retry_transient(call: Callable[[], T], sleep: Callable[[float], None] = time
                 delay = min(MAX_LOOKUP_WAIT, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             sleep(delay)
             attempt += 1
+
+
+def each_in_threads(
+    call: Callable[[ImageRef], DigestResult], refs: Sequence[ImageRef], workers: int
+) -> list[DigestResult]:
+    """`call` on every ref, `workers` threads at once, results in the order of `refs`.
+
+    Each thread takes the next index from one shared iterator (atomic under the GIL) and writes
+    its own slot: a no-op plan is thousands of lookups, and a thread pool's future, queue and
+    condition per lookup cost more CPU than the lookup's own request building.
+    `call` returns errors as values (DigestResult); anything it raises is raised here.
+    """
+    results: list[DigestResult] = [None] * len(refs)
+    indexes = iter(range(len(refs)))
+    raised: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for n in indexes:
+                results[n] = call(refs[n])
+        except BaseException as exc:  # a bug: the others stop at their next ref, the caller sees it
+            raised.append(exc)
+            for _ in indexes:
+                pass
+
+    threads = [threading.Thread(target=work, name=f"lookup-{k}", daemon=True) for k in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if raised:
+        raise raised[0]
+    return results
 
 
 class SourceCatalog(Protocol):
@@ -149,8 +182,7 @@ class RegistryCatalog:
     def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
         if len(refs) <= 1:
             return [self._head(r) for r in refs]
-        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(refs))) as pool:
-            return list(pool.map(self._head, refs))
+        return each_in_threads(self._head, refs, min(self._concurrency, len(refs)))
 
     def prepare(self, repositories: Sequence[str]) -> None:
         """A distribution registry creates repositories on first push."""
