@@ -114,6 +114,10 @@ def test_include_untagged_false_plans_from_the_ledger_index_without_a_scan(world
         {k: d[k] for k in ("action", "resource")} for d in lister_calls
     ]
     assert "dynamodb:Scan" not in {d["action"] for d in lister_calls}
+    # The no-op run's skip went in one BatchWriteItem (issue 15), under the lister's own grant.
+    assert {"action": "dynamodb:BatchWriteItem", "resource": RESOURCES["LedgerTable"]["Arn"]} in [
+        {k: d[k] for k in ("action", "resource")} for d in lister_calls
+    ]
 
 
 def test_cross_account_source_role_is_the_only_way_to_the_source(world: World) -> None:

@@ -112,6 +112,9 @@ def checks(request: Any, resource_hint: str) -> list[Check] | None:
         if op == "AssumeRole":
             return [Check("sts:AssumeRole", str(params["RoleArn"]))]
     if service == "dynamodb":
+        if op in ("BatchWriteItem", "BatchGetItem"):  # one check per table the batch names
+            tables = sorted(params["RequestItems"])
+            return [Check(f"dynamodb:{op}", f"arn:{partition}:dynamodb:{region}:{account}:table/{t}") for t in tables]
         arn = f"arn:{partition}:dynamodb:{region}:{account}:table/{params['TableName']}"
         return [Check(f"dynamodb:{op}", arn + (f"/index/{params['IndexName']}" if params.get("IndexName") else ""))]
     if service == "ecr":

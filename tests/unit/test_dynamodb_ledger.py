@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from ecr_transfer.errors import TransientError
 from ecr_transfer.ledger import LedgerBusyError, open_ledger
 from ecr_transfer.ledger.dynamodb import DynamoDBLedger, image_key, table_definition
 from ecr_transfer.model import Outcome
@@ -239,3 +240,86 @@ def test_latest_scans_a_table_made_before_the_index(client: Any, clock: Clock) -
     seen = operations(client)
     assert [o.source for o in ledger.latest()] == [f"{SRC}/app:1"]
     assert seen == ["Query", "Scan"]
+
+
+def test_a_no_op_run_writes_its_skips_in_batches_of_25(ledger: DynamoDBLedger, client: Any, clock: Clock) -> None:
+    """Issue 15: 2 PutItem per skipped image made a 20,000-image no-op 40,000 requests."""
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    skips = [outcome("r1", f"{SRC}/team/app:{n}", "skipped", source_digest=DIGEST_A) for n in range(60)]
+    seen = operations(client)
+    written_at = clock.now
+    ledger.record_many(skips)
+    assert sorted(seen) == ["BatchWriteItem"] * 5  # 120 puts; the lease was renewed at start_run
+    clock.now += ledger.lease_seconds  # later, the same batch write renews the lease too
+    ledger.record_many(skips[:3])
+    assert seen[5:] == ["BatchWriteItem", "UpdateItem"]
+    # The very items `record` writes: history (expiring) and latest (kept), old plugin's Status.
+    ledger.record(outcome("r1", f"{SRC}/team/app:single", "skipped", source_digest=DIGEST_A))
+    batched, single = item(client, "RUN#r1", f"{SRC}/team/app:7"), item(client, "RUN#r1", f"{SRC}/team/app:single")
+    assert set(batched) == set(single) and batched["ExpiresAt"] == str(int(written_at) + 90 * 86400)
+    latest = item(client, "team/app", "7")
+    assert (latest["Status"], latest["TransferStatus"], latest["RunId"], latest["ItemType"]) == (
+        "Done", "skipped", "r1", "LATEST",
+    )  # fmt: skip
+    assert "ExpiresAt" not in latest
+    assert ledger.finish_run("r1", "2026-01-01T00:05:00.000+00:00").skipped == 61
+
+
+def test_batched_skips_of_a_newer_run_are_not_taken_back_by_an_older_runs_late_write(ledger: DynamoDBLedger) -> None:
+    source = f"{SRC}/app:1"
+    ledger.start_run("r2", "2026-01-02T00:00:00.000+00:00")
+    newer = outcome("r2", source, "skipped", "2026-01-02T00:00:01.000+00:00", source_digest=DIGEST_A)
+    ledger.record_many([newer, outcome("r2", f"{SRC}/app:2", "copied", source_digest=DIGEST_B)])
+    ledger.record(outcome("r1", source, "failed", error="late"))  # a copier task of an expired run
+    assert [o for o in ledger.latest() if o.source == source] == [newer]
+    assert {o.status for o in ledger.outcomes("r2")} == {"skipped", "copied"}
+
+
+def test_two_sources_with_one_latest_key_never_share_a_batch(ledger: DynamoDBLedger, client: Any) -> None:
+    """`nginx` and `docker.io/library/nginx` are one latest item; DynamoDB refuses a batch naming a key twice."""
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    first = outcome("r1", "nginx:1.27", "skipped", source_digest=DIGEST_A)
+    second = outcome("r1", "docker.io/library/nginx:1.27", "skipped", source_digest=DIGEST_B)
+    ledger.record_many([first, second])
+    assert item(client, "nginx", "1.27")["SourceDigest"] == DIGEST_B  # the later write landed last
+    assert len(ledger.outcomes("r1")) == 2
+
+
+class _Throttled:
+    """moto never throttles: this client leaves half of each batch unprocessed, twice, as DynamoDB may."""
+
+    def __init__(self, client: Any, times: int = 2) -> None:
+        self._client, self.left, self.calls = client, times, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]], **kw: Any) -> dict[str, Any]:
+        self.calls += 1
+        ((table, puts),) = RequestItems.items()
+        if self.left:
+            self.left -= 1
+            half = len(puts) // 2
+            if half:
+                self._client.batch_write_item(RequestItems={table: puts[:half]}, **kw)
+            return {"UnprocessedItems": {table: puts[half:]}}
+        return dict(self._client.batch_write_item(RequestItems=RequestItems, **kw))
+
+
+def test_unprocessed_puts_are_sent_again_until_written(client: Any, clock: Clock) -> None:
+    throttled = _Throttled(client)
+    ledger = DynamoDBLedger(TABLE, client=throttled, clock=clock, heartbeat=False)
+    ledger._batches._sleep = lambda _s: None  # no real backoff in a unit test
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    ledger.record_many([outcome("r1", f"{SRC}/app:{n}", "skipped") for n in range(5)])
+    assert throttled.calls == 3
+    assert [o.source for o in ledger.outcomes("r1")] == sorted(f"{SRC}/app:{n}" for n in range(5))
+    assert len(ledger.latest()) == 5
+
+
+def test_puts_left_unprocessed_for_good_fail_the_write_and_say_how_many(client: Any, clock: Clock) -> None:
+    ledger = DynamoDBLedger(TABLE, client=_Throttled(client, times=100), clock=clock, heartbeat=False)
+    ledger._batches._sleep = lambda _s: None
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    with pytest.raises(TransientError, match="puts still unprocessed after 9 tries"):
+        ledger.record_many([outcome("r1", f"{SRC}/app:{n}", "skipped") for n in range(4)])

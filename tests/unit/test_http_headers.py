@@ -55,8 +55,8 @@ def _answer(sock: _Sock, method: str = "GET") -> tuple[_Response, bytes]:
 
 def test_headers_are_case_insensitive_and_a_repeated_one_answers_with_its_first_value() -> None:
     sock = _Sock(
-        b"HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Bearer realm=\"https://auth/token\"\r\n"
-        b"WWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 2\r\n\r\n{}"
+        b'HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Bearer realm="https://auth/token"\r\n'
+        b'WWW-Authenticate: Basic realm="r"\r\nContent-Length: 2\r\n\r\n{}'
     )
     resp, body = _answer(sock)
     headers = resp.msg
@@ -73,7 +73,7 @@ def test_headers_are_case_insensitive_and_a_repeated_one_answers_with_its_first_
 
 
 def test_a_folded_header_line_continues_the_previous_value() -> None:
-    sock = _Sock(b"HTTP/1.1 200 OK\r\nLink: </v2/r/tags/list?n=2&last=b>;\r\n rel=\"next\"\r\nContent-Length: 0\r\n\r\n")
+    sock = _Sock(b'HTTP/1.1 200 OK\r\nLink: </v2/r/tags/list?n=2&last=b>;\r\n rel="next"\r\nContent-Length: 0\r\n\r\n')
     resp, _ = _answer(sock)
     assert resp.msg.get("link") == '</v2/r/tags/list?n=2&last=b>; rel="next"'
 
@@ -81,7 +81,7 @@ def test_a_folded_header_line_continues_the_previous_value() -> None:
 def test_head_has_no_body_and_the_connection_stays_usable_for_the_next_answer() -> None:
     sock = _Sock(
         b"HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:aa\r\nContent-Length: 123\r\n\r\n",
-        b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!"
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!",
     )
     first, body = _answer(sock, "HEAD")
     assert (first.status, body, first.will_close) == (200, b"", False)

@@ -188,6 +188,15 @@ def test_the_lister_queries_the_latest_outcomes_index_and_never_scans() -> None:
     assert gsi["IndexName"] == "ByItemType"
 
 
+def test_only_the_lister_writes_ledger_batches() -> None:
+    """Issue 15: the lister records a run's skips with BatchWriteItem; the recorder writes one outcome at a time."""
+    holders = {n for n, s in statements() if "dynamodb:BatchWriteItem" in as_list(s["Action"])}
+    assert holders == {"ListerFunction"}
+    (ledger,) = [s for n, s in statements() if n == "ListerFunction" and s.get("Sid") == "LedgerReadWrite"]
+    assert "dynamodb:BatchWriteItem" in as_list(ledger["Action"])
+    assert ledger["Resource"] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+
+
 def test_distributed_map_may_only_start_its_own_children() -> None:
     machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
     starts = [s for s in machine if "states:StartExecution" in as_list(s["Action"])]

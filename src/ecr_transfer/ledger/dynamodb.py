@@ -15,7 +15,8 @@ variable above the longest gap between two recorder invocations, e.g. the copier
 An expired lease, or one left by a dead process on this host, is taken over and its run's
 unfinished images are marked `interrupted`.
 
-IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query on the table, and Query on
+IAM: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query, BatchWriteItem (record_many's
+skips) on the table, and Query on
 `<table ARN>/index/ByItemType` for `latest()` (Scan only for a table without that index).
 """
 
@@ -37,17 +38,19 @@ from botocore.exceptions import ClientError
 from ecr_transfer import envvars
 from ecr_transfer.ecr.pacing import client_config
 from ecr_transfer.ledger.base import LedgerBusyError
+from ecr_transfer.ledger.dynamodb_batch import BatchWriter
 from ecr_transfer.ledger.dynamodb_items import (
-    FIELDS,
     LATEST_INDEX,
     LEASE_KEY,
-    LEGACY_STATUS,
     RUN_TAG,
     RUNS_IMAGE,
     SUMMARY_FIELDS,
+    history_item,
     image_key,
     is_conditional_failure,
+    latest_item,
     names,
+    outcome_values,
     pascal,
     plain,
     table_definition,
@@ -85,6 +88,7 @@ class DynamoDBLedger:
             region = table_name.split(":")[3] if table_name.startswith("arn:") else None
             client = boto3.client("dynamodb", region_name=region, config=client_config())
         self._db = DynamoDBTable(client, table_name)
+        self._batches = BatchWriter(self._db, workers=RECORD_WORKERS)
         self.lease_seconds = lease_seconds or int(os.environ.get(envvars.LEDGER_LEASE_SECONDS, DEFAULT_LEASE_SECONDS))
         self.history_seconds = history_days * 86400
         self._clock = clock
@@ -289,24 +293,14 @@ class DynamoDBLedger:
     # -- outcomes -----------------------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
         """Idempotent on (run_id, source); never regresses a final outcome or the latest item."""
-        values = {attr: getattr(outcome, name) for name, attr in FIELDS.items()}
-        values.update(
-            Execution=outcome.run_id, UpdatedAt=self._now_iso(), Status=LEGACY_STATUS.get(outcome.status, "Error")
-        )
+        values = outcome_values(outcome, self._now_iso())
         params: dict[str, Any] = {":run": outcome.run_id, ":started": outcome.started_at or "", ":p": "in_progress"}
         progress = outcome.status == "in_progress"
-        history = {
-            "Image": f"RUN#{outcome.run_id}",
-            "Tag": outcome.source,
-            "ItemType": "OUTCOME",
-            **values,
-            "ExpiresAt": int(self._clock()) + self.history_seconds,
-        }
+        history = history_item(outcome, values, int(self._clock()) + self.history_seconds)
         if progress:
             self._db.put(history, "attribute_not_exists(#Tag) OR #TransferStatus = :p", params={":p": "in_progress"})
         else:
             self._db.put(history)
-        image, tag = image_key(outcome.source)
         same_run = "#RunId = :run AND #TransferStatus = :p" if progress else "#RunId = :run"
         condition = (
             f"attribute_not_exists(#Tag) OR attribute_not_exists(#RunId) OR ({same_run}) "
@@ -314,17 +308,39 @@ class DynamoDBLedger:
         )
         if not progress:
             params.pop(":p")
-        self._db.put({"Image": image, "Tag": tag, "ItemType": "LATEST", **values}, condition, params=params)
+        self._db.put(latest_item(outcome, values), condition, params=params)
+        self._keep_lease(outcome.run_id)
+
+    def _keep_lease(self, run_id: str) -> None:
         with self._lock:
-            last = self._renewed.get(outcome.run_id)
+            last = self._renewed.get(run_id)
         # Copier tasks record from other processes: their writes keep the run's lease alive too.
         if last is None or self._clock() - last > self.lease_seconds / 3:
-            self.renew(outcome.run_id)
+            self.renew(run_id)
 
     def record_many(self, outcomes: Sequence[Outcome]) -> None:
-        """Every outcome as `record` writes it, several at once: a lister records thousands of skips."""
-        with ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="ledger") as pool:
-            list(pool.map(self.record, outcomes))
+        """Every outcome as `record` writes it, several at once: a lister records thousands of skips.
+
+        Skipped outcomes go in BatchWriteItem requests (25 puts each) without `record`'s conditions,
+        which only the run holding the lease may do, as its lister and the CLI's run do: the latest
+        item's condition keeps an older run's late write from replacing a newer one, and no run
+        newer than the lease holder's exists, nor does this run write anything else for an image
+        it skips. So a no-op run of N images costs about 2N/25 requests instead of 2N.
+        """
+        skips = [o for o in outcomes if o.status == "skipped"]
+        if skips:
+            items: list[dict[str, Any]] = []
+            at, expires = self._now_iso(), int(self._clock()) + self.history_seconds
+            for o in skips:
+                values = outcome_values(o, at)
+                items += [history_item(o, values, expires), latest_item(o, values)]
+            self._batches.put_all(items)
+            for run_id in dict.fromkeys(o.run_id for o in skips):
+                self._keep_lease(run_id)
+        rest = [o for o in outcomes if o.status != "skipped"]
+        if rest:
+            with ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="ledger") as pool:
+                list(pool.map(self.record, rest))
 
     def latest(self) -> list[Outcome]:
         """Every LATEST item: a Query on the ItemType index, already sorted by source.

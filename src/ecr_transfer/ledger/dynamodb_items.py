@@ -123,6 +123,25 @@ def image_key(source: str) -> tuple[str, str]:
     return image, ref.tag or "latest"
 
 
+def outcome_values(outcome: Outcome, updated_at: str) -> dict[str, Any]:
+    """The attributes an outcome's history and latest items both carry."""
+    values = {attr: getattr(outcome, name) for name, attr in FIELDS.items()}
+    values.update(Execution=outcome.run_id, UpdatedAt=updated_at, Status=LEGACY_STATUS.get(outcome.status, "Error"))
+    return values
+
+
+def history_item(outcome: Outcome, values: dict[str, Any], expires_at: int) -> dict[str, Any]:
+    """The run's OUTCOME item: history, so it expires (TTL_ATTRIBUTE)."""
+    key = {"Image": f"RUN#{outcome.run_id}", "Tag": outcome.source, "ItemType": "OUTCOME"}
+    return {**key, **values, TTL_ATTRIBUTE: expires_at}
+
+
+def latest_item(outcome: Outcome, values: dict[str, Any]) -> dict[str, Any]:
+    """The image's LATEST item, under the old plugin's keys; it never expires."""
+    image, tag = image_key(outcome.source)
+    return {"Image": image, "Tag": tag, "ItemType": "LATEST", **values}
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
 

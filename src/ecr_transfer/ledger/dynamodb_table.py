@@ -29,6 +29,14 @@ class DynamoDBTable:
         except ClientError as exc:
             raise self.explained(exc) from None
 
+    def batch_write(self, puts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One BatchWriteItem of these PutRequests; returns those DynamoDB left unprocessed."""
+        try:
+            answer = self._client.batch_write_item(RequestItems={self.table: puts})
+        except ClientError as exc:
+            raise self.explained(exc) from None
+        return list(answer.get("UnprocessedItems", {}).get(self.table, []))
+
     def explained(self, exc: ClientError) -> Exception:
         code = exc.response.get("Error", {}).get("Code")
         if code == "ResourceNotFoundException":
