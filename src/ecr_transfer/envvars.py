@@ -53,6 +53,8 @@ LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
 """DynamoDB ledger: seconds a run's lease lives without a renewal (default 900)."""
 STATE_MACHINE_ARN = "ECR_TRANSFER_STATE_MACHINE_ARN"
 """Push intake: the state machine a burst of pushes starts (one execution per burst)."""
+FAST_PATH = "ECR_TRANSFER_FAST_PATH"
+"""Lister: "true" sends a small push run's batches to the copier image in Lambda (stack parameter fastPath)."""
 STACK_NAME = "ECR_TRANSFER_STACK"
 """The stack's name, the Stack dimension of every metric (ecr_transfer.metrics)."""
 

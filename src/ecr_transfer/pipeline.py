@@ -74,11 +74,14 @@ def copy_items(
     concurrency: int,
     progress: Progress | None = None,
     copier_factory: CopierFactory = Copier,
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
     """Copy up to `concurrency` images at once; every item ends with exactly one final outcome.
 
-    The CLI's run and the Fargate task's batch both copy through here."""
-    stop = threading.Event()
+    The CLI's run, the Fargate task's batch and the Lambda fast path all copy through here.
+    `stop`, once set, lets no new copy attempt start: the items not yet copied end "interrupted"
+    (the fast path sets it when its invocation runs short of time)."""
+    stop = threading.Event() if stop is None else stop
     outcomes: list[Outcome] = []
     pending = copy_order(items)
     scheduler: CopyScheduler[Outcome] = CopyScheduler(context.clients, pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -9,7 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +150,34 @@ def copy_timeout() -> float:
     return float(os.environ.get(envvars.COPY_TIMEOUT) or DEFAULT_COPY_TIMEOUT)
 
 
+_deadline: float | None = None
+"""time.monotonic() by which every skopeo of this process must have ended (see `deadline`)."""
+
+
+@contextlib.contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Every copy started inside ends by `at` (time.monotonic()): killed then, a transient failure.
+
+    Process-wide on purpose: a Lambda invocation (the fast path) has one hard end for all the
+    copies its threads run, and Lambda runs one invocation per process at a time.
+    """
+    global _deadline
+    saved, _deadline = _deadline, at
+    try:
+        yield
+    finally:
+        _deadline = saved
+
+
+def _time_left(timeout: float) -> float:
+    if _deadline is None:
+        return timeout
+    left = _deadline - time.monotonic()
+    if left <= 1:
+        raise TransientError("no time left for another copy in this invocation")
+    return min(timeout, left)
+
+
 def copy(request: CopyRequest, timeout: float | None = None) -> str:
     """Run one copy attempt; return the digest skopeo wrote. Raises a classified TransferError.
 
@@ -156,7 +186,7 @@ def copy(request: CopyRequest, timeout: float | None = None) -> str:
     no read timeout of its own, so a stalled connection hangs it: after `timeout` seconds
     (ECR_TRANSFER_COPY_TIMEOUT, default an hour) it is killed and the attempt is transient.
     """
-    timeout = timeout or copy_timeout()
+    timeout = _time_left(timeout or copy_timeout())
     # Named with our pid: a run killed mid-copy leaves it, and the next run removes it.
     work = private_tempdir(COPY_PREFIX)
     try:

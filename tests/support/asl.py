@@ -3,7 +3,7 @@
 Enough of CloudFormation to resolve template.yaml for one set of stack parameters, and enough of
 Step Functions to walk a definition: paths via jsonpath-ng, ResultSelector/ResultPath/OutputPath,
 States.JsonToString, Format, MathAdd, Array and ArrayGetItem, Choice (And/Or/Not, IsPresent,
-numeric and StringMatches rules), Pass, Wait (recorded, not waited), a distributed Map with an S3
+numeric, BooleanEquals and StringMatches rules), Pass, Wait (recorded, not waited), a distributed Map with an S3
 item reader and a batcher, Catch. Retry is not simulated. Used by tests/unit/test_statemachine_contract.py.
 """
 
@@ -191,6 +191,8 @@ def matches(rule: Mapping[str, Any], data: Any) -> bool:
         return isinstance(value, int | float) and value > expected
     if op == "NumericLessThan":
         return isinstance(value, int | float) and value < expected
+    if op == "BooleanEquals":
+        return isinstance(value, bool) and value is expected
     if op == "StringMatches":
         return isinstance(value, str) and _glob(expected).fullmatch(value) is not None
     raise AssertionError(f"comparison not emulated: {rule}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from ecr_transfer.cloud import batch, copier_task, lister, recorder
+from ecr_transfer.cloud import batch, copier_task, fast_copy, lister, recorder
 from ecr_transfer.ledger.dynamodb import DynamoDBLedger
 from ecr_transfer.references import ImageRef
 from support.asl import ACCOUNT, REGION, STACK, Execution, Stack, StatesError
@@ -22,10 +22,15 @@ DST_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com.cn"
 
 
 class Catalog:
-    def __init__(self, registry: str, digests: Mapping[str, str]) -> None:
+    def __init__(self, registry: str, digests: Mapping[str, str], sizes: Mapping[str, int] | None = None) -> None:
         self.registry = registry
         self.default_registry: str | None = registry
         self._digests = dict(digests)
+        self.sizes = dict(sizes or {})
+        """repo:tag -> bytes, as ECR's listing says (EcrCatalog.image_size); the fast path bounds by it."""
+
+    def image_size(self, ref: ImageRef) -> int | None:
+        return self.sizes.get(f"{ref.repository}:{ref.tag}")
 
     def all_images(self) -> list[ImageRef]:
         refs = []
@@ -60,6 +65,9 @@ RESOURCES = {
     "ImageListParameter": {"Ref": f"/{STACK}/srcImageList"},
     "ListerFunction": {"Arn": f"arn:aws-cn:lambda:{REGION}:{ACCOUNT}:function:{STACK}-ListImagesFunction"},
     "RecorderFunction": {"Arn": f"arn:aws-cn:lambda:{REGION}:{ACCOUNT}:function:{STACK}-RecordOutcomeFunction"},
+    "CopierImageFunction.Alias": {
+        "Ref": f"arn:aws-cn:lambda:{REGION}:{ACCOUNT}:function:{STACK}-CopyImagesFunction:live"
+    },
     "Cluster": {"Arn": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:cluster/{STACK}-Cluster-1ABC"},
     "CopierTaskDefinition": {"Ref": f"arn:aws-cn:ecs:{REGION}:{ACCOUNT}:task-definition/{STACK}-copier:1"},
     "NotificationTopic": {"Ref": f"arn:aws-cn:sns:{REGION}:{ACCOUNT}:{STACK}-NotificationTopic-1ABC"},
@@ -81,6 +89,12 @@ class World:
         self.container, self.task_env = stack.task_env()
         self.lister_env = stack.function_env("ListerFunction")
         self.recorder_env = stack.function_env("RecorderFunction")
+        self.copier_function_env = stack.function_env("CopierImageFunction")
+        self.fast_seconds_left = 900.0
+        """What the fast path's Lambda context says is left when an invocation starts."""
+        self.fast_failures: list[str] = []
+        """Error names the next fast path invocations fail with (as Lambda reports them)."""
+        self.fast_answers: list[dict[str, Any]] = []
         self.s3 = boto3.client("s3", region_name=REGION)
         self.s3.create_bucket(
             Bucket=self.lister_env[batch.WORK_BUCKET], CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -140,14 +154,37 @@ class World:
         try:
             if function == RESOURCES["ListerFunction"]["Arn"]:
                 return self.list_images(payload)
+            if function == RESOURCES["CopierImageFunction.Alias"]["Ref"]:
+                return self._copy_in_lambda(payload)
             assert function == RESOURCES["RecorderFunction"]["Arn"]
             assert self.recorder_env["ECR_TRANSFER_LEDGER"] == self.lister_env["ECR_TRANSFER_LEDGER"]
             return recorder.handle(payload, ledger=self.ledger, s3=self.s3)
+        except StatesError:
+            raise
         except Exception as exc:
             # What Lambda reports for an unhandled exception: the class name is the error.
             raise StatesError(
                 type(exc).__name__, json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
             ) from exc
+
+    def _copy_in_lambda(self, payload: dict[str, Any]) -> Any:
+        """The copier image's Lambda handler logic, with the function's environment from the template."""
+        if self.fast_failures:
+            error = self.fast_failures.pop(0)
+            raise StatesError(error, json.dumps({"errorMessage": "the invocation failed", "errorType": error}))
+        self.environments.append(self.copier_function_env)
+        answer = fast_copy.handle(
+            payload,
+            remaining_seconds=lambda: self.fast_seconds_left,
+            environ=self.copier_function_env,
+            copier="lambda request 1",
+            s3=self.s3,
+            build=self._build,
+            image_list_loader=self._load_list,
+            copier_factory=ScriptedCopier,
+        )
+        self.fast_answers.append(answer)
+        return answer
 
     def _run_task(self, params: dict[str, Any]) -> Any:
         assert params["LaunchType"] == "FARGATE"
@@ -189,7 +226,7 @@ class World:
         assert isinstance(items, list)
         return items
 
-    def execute(self, name: str = "run-1") -> tuple[Execution, str, Any]:
+    def execute(self, name: str = "run-1", execution_input: Any = None) -> tuple[Execution, str, Any]:
         execution = Execution(self.call, self.read_items)
         context = {
             "Execution": {
@@ -197,7 +234,8 @@ class World:
                 "Id": f"arn:aws-cn:states:{REGION}:{ACCOUNT}:execution:{STACK}-ECRReplicationSM:{name}",
             }
         }
-        status, output = execution.run(self.definition, {"trigger": "schedule"}, context)
+        start = {"trigger": "schedule"} if execution_input is None else execution_input
+        status, output = execution.run(self.definition, start, context)
         return execution, status, output
 
 

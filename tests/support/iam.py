@@ -51,6 +51,12 @@ def statements() -> Iterator[tuple[str, dict[str, Any]]]:
         elif resource["Type"] == "AWS::IAM::Role":
             documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
             assert not props.get("ManagedPolicyArns"), f"{name}: managed policies are broader than needed"
+        elif resource["Type"] == "AWS::IAM::Policy":
+            # One document for several roles (CopyImagesPolicy): its statements are each role's.
+            for role in props["Roles"]:
+                for entry in props["PolicyDocument"]["Statement"]:
+                    for statement in branches(entry):
+                        yield role["Ref"], statement
         for document in documents:
             for entry in document["Statement"]:
                 for statement in branches(entry):

@@ -256,3 +256,17 @@ def test_src_list_all_filters_each_repository_latest_by_push_time(client: Any, s
         (f"{HOST}/builds:main-c", "tagLatest: not among the newest 2"),
         (f"{HOST}/lib:latest", "tagLatest: not among the newest 2"),  # pushed last, but not a version
     ]
+
+
+def test_image_sizes_come_from_the_listing_without_a_request_of_their_own(client: Any, stub: Stubber) -> None:
+    """The fast path bounds a push run's bytes by ECR's imageSizeInBytes (cloud.fast_copy)."""
+    sized = {**image(1, "v1"), "imageSizeInBytes": 52_000_000}
+    expect_images(stub, "repo", [[sized, image(2, "v2")]])
+    cat = catalog(client)
+    assert cat.image_size(ref("repo", "v1")) is None  # not listed yet: no lookup for a size alone
+
+    assert cat.tags(ref("repo")) == ["v1", "v2"]
+    assert cat.image_size(ref("repo", "v1")) == 52_000_000
+    assert cat.image_size(ref("repo", digest_=digest(1))) == 52_000_000
+    assert cat.image_size(ref("repo", "v2")) is None  # ECR gave no size
+    assert cat.image_size(ImageRef("quay.io", "repo", "repo", tag="v1")) is None  # another registry

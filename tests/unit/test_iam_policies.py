@@ -17,6 +17,9 @@ import pytest
 from support.cfn import ROOT, Deployment, Resolver, source_template, transformed
 from support.iam import STAR_RESOURCE_ACTIONS, as_list, branches, statements, strings, violations
 
+COPIERS = {"TaskRole", "CopierImageFunctionRole"}
+"""The Fargate task's role and the fast path's function role: CopyImagesPolicy is both's."""
+
 
 def test_policies_exist_where_expected() -> None:
     owners = {name for name, _ in statements()}
@@ -26,6 +29,7 @@ def test_policies_exist_where_expected() -> None:
         "DeployHelperFunction",
         "TaskExecutionRole",
         "TaskRole",
+        "CopierImageFunctionRole",
         "ReplicationStateMachine",
         "ScheduleRole",
         "PushIntakeFunction",
@@ -130,7 +134,7 @@ def test_propagated_tags_may_be_put_on_the_task_only_by_run_task() -> None:
 def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> None:
     """Issue 10: with srcRoleArn (or srcCredential keys) the task's own identity never reads the source."""
     reads = [(n, s) for n, s in statements() if s.get("Sid") == "ReadSourceRegistry"]
-    assert {n for n, _ in reads} == {"ListerFunction", "TaskRole"}
+    assert {n for n, _ in reads} == {"ListerFunction", *COPIERS}
     conditions = source_template()["Conditions"]
     assert conditions["ReadsSourceDirectly"] == {
         "Fn::And": [
@@ -139,7 +143,7 @@ def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> Non
             {"Fn::Not": [{"Condition": "HasSrcCredential"}]},
         ]
     }
-    for name in ("ListerFunction", "TaskRole"):
+    for name in ("ListerFunction", "CopyImagesPolicy"):
         text = json.dumps(source_template()["Resources"][name])
         assert '"Fn::If": ["ReadsSourceDirectly", {"Sid": "ReadSourceRegistry"' in text, name
 
@@ -147,13 +151,13 @@ def test_no_direct_source_read_when_a_role_or_keys_stand_for_the_source() -> Non
 def test_credential_secrets_with_a_customer_key_may_be_decrypted_only_through_secrets_manager() -> None:
     """Issue 10: GetSecretValue on a secret with a customer-managed key needs kms:Decrypt on it."""
     decrypts = [(n, s) for n, s in statements() if "kms:Decrypt" in as_list(s["Action"])]
-    assert {n for n, _ in decrypts} == {"ListerFunction", "TaskRole"}
+    assert {n for n, _ in decrypts} == {"ListerFunction", *COPIERS}
     for name, statement in decrypts:
         assert statement["Resource"] == {"Ref": "credentialKmsKey"}, name
         assert statement["Condition"] == {
             "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}}
         }
-        text = json.dumps(source_template()["Resources"][name])
+        text = json.dumps(source_template()["Resources"]["CopyImagesPolicy" if name in COPIERS else name])
         assert '"Fn::If": ["HasCredentialKmsKey", {"Sid": "DecryptCredentialSecrets"' in text
 
 
@@ -206,21 +210,42 @@ def test_distributed_map_may_only_start_its_own_children() -> None:
 
 def test_secrets_are_read_by_name_only_when_configured() -> None:
     reads = [(n, s) for n, s in statements() if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
-    assert {n for n, _ in reads} == {"ListerFunction", "TaskRole"}
+    assert {n for n, _ in reads} == {"ListerFunction", *COPIERS}
     for _, statement in reads:
         resource = statement["Resource"]["Fn::Sub"]
         assert resource.endswith("-??????") and ":secret:${" in resource
     # And only under the condition that the secret name is set.
-    text = json.dumps(source_template()["Resources"]["TaskRole"])
+    text = json.dumps(source_template()["Resources"]["CopyImagesPolicy"])
     assert '"Fn::If": ["HasSrcCredential"' in text and '"Fn::If": ["HasDestCredential"' in text
 
 
 def test_destination_writes_are_scoped_to_the_prefix() -> None:
     for name, statement in statements():
         if "ecr:PutImage" in as_list(statement["Action"]):
-            assert name == "TaskRole"
+            assert name in COPIERS
             sub = statement["Resource"]["Fn::Sub"][0]
             assert sub.endswith(":repository/${destPrefix}*")
+
+
+def test_both_copiers_get_the_one_copy_policy_and_nothing_else_grants_copying() -> None:
+    """Issue 14: the fast path's function role copies with the task role's very statements."""
+    resources = source_template()["Resources"]
+    policy = resources["CopyImagesPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "TaskRole"}, {"Ref": "CopierImageFunctionRole"}]
+    assert "Policies" not in resources["TaskRole"]["Properties"]
+    # SAM's own role for the function: basic logging and tracing only (see the transform test below).
+    assert "Policies" not in resources["CopierImageFunction"]["Properties"]
+    by_role = {role: [s for n, s in statements() if n == role] for role in COPIERS}
+    assert by_role["TaskRole"] == by_role["CopierImageFunctionRole"] != []
+
+
+def test_the_state_machine_invokes_the_copier_function_only_through_its_alias() -> None:
+    machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
+    invokes = {s["Sid"]: s["Resource"] for s in machine if "lambda:InvokeFunction" in as_list(s["Action"])}
+    alias = {"Ref": "CopierImageFunction.Alias"}
+    assert invokes["CopyInLambda"] == alias
+    substitutions = source_template()["Resources"]["ReplicationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["CopierFunctionArn"] == alias
 
 
 def test_trust_policies_name_one_service_each() -> None:
@@ -302,6 +327,10 @@ def test_sam_generated_roles_add_only_basic_logging_and_tracing(region: str, par
     }
     roles = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
     assert len(roles) == 9  # PushIntakeFunction's among them: the transform keeps conditional resources
+    # The shared copy policy attaches to the role SAM generates for the copier function.
+    attached = resources["CopyImagesPolicy"]["Properties"]["Roles"]
+    assert attached == [{"Ref": "TaskRole"}, {"Ref": "CopierImageFunctionRole"}]
+    assert {"TaskRole", "CopierImageFunctionRole"} <= set(roles)
     for name, role in roles.items():
         assert set(role.get("ManagedPolicyArns") or []) <= allowed_managed, name
         for policy in role.get("Policies") or []:

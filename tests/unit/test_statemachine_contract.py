@@ -45,6 +45,7 @@ def test_a_run_flows_from_lister_to_copier_to_recorder(world: World) -> None:
             "run_id": "run-1",
             "bucket": RESOURCES["WorkBucket"]["Ref"],
             "outcome_prefix": "runs/run-1/outcomes/",
+            "fast": False,  # a scheduled run: Fargate (tests/unit/test_fast_path_contract.py)
         }
 
     # The copier's environment: template settings plus the batch; it parses back into WorkItems.

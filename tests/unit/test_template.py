@@ -132,6 +132,7 @@ def test_log_groups_keep_the_names_the_faq_tells_users() -> None:
         ("ListerFunction", "ListerLogGroup"),
         ("RecorderFunction", "RecorderLogGroup"),
         ("DeployHelperFunction", "DeployHelperLogGroup"),
+        ("CopierImageFunction", "CopierFunctionLogGroup"),
     ]:
         name = props(function)["FunctionName"]["Fn::Sub"]
         assert props(group)["LogGroupName"]["Fn::Sub"] == f"/aws/lambda/{name}"
@@ -154,6 +155,7 @@ def test_lister_and_copier_read_the_same_settings() -> None:
         envvars.LEDGER,
         envvars.LEDGER_LEASE_SECONDS,
         envvars.STACK_NAME,
+        envvars.FAST_PATH,
         batch.WORK_BUCKET,
     }
     assert set(lister) <= known
@@ -229,7 +231,10 @@ def test_work_bucket_is_private_encrypted_and_expires() -> None:
 def test_task_runs_the_image_sam_built() -> None:
     function = resources()["CopierImageFunction"]
     assert function["Properties"]["PackageType"] == "Image"
-    assert function["Properties"]["ReservedConcurrentExecutions"] == 0
+    # Never invoked unless the fast path is on (tests/unit/test_fast_path_template.py).
+    assert function["Properties"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["FastPathEnabled", {"Ref": "AWS::NoValue"}, 0]
+    }
     assert function["Properties"]["AutoPublishAlias"]
     assert function["Metadata"]["DockerContext"] == "."
     assert (ROOT / function["Metadata"]["Dockerfile"]).is_file()

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -81,7 +82,7 @@ class _LogEach:
         pass
 
 
-def _build(settings: Settings, environ: Mapping[str, str]) -> TransferContext:
+def default_build(settings: Settings, environ: Mapping[str, str]) -> TransferContext:
     return build_context(settings, environ=environ)
 
 
@@ -129,11 +130,15 @@ def copy_batch(
     environ: Mapping[str, str],
     run_id: str,
     *,
-    build: ContextBuilder = _build,
+    build: ContextBuilder = default_build,
     image_list_loader: Callable[[str], str] | None = ssm_loader,
     copier_factory: CopierFactory = Copier,
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
-    """One outcome per item, whatever happens to a single image; its metrics on stdout (EMF)."""
+    """One outcome per item, whatever happens to a single image; its metrics on stdout (EMF).
+
+    Fargate's entrypoint and the Lambda fast path (ecr_transfer.cloud.fast_copy) both copy here;
+    `stop` is the fast path's: set, no new copy starts (see pipeline.copy_items)."""
     emf.publish(measures.batch_started(in_lambda=envvars.LAMBDA_FUNCTION_NAME in environ), environ, run_id=run_id)
     try:
         settings = load_env(environ, image_list_loader)
@@ -154,6 +159,7 @@ def copy_batch(
             concurrency=copies,
             progress=_LogEach(),
             copier_factory=copier_factory,
+            stop=stop,
         )
         emf.publish(
             measures.copied(items, outcomes, copied_sizes(context.clients, items, outcomes)), environ, run_id=run_id
@@ -169,11 +175,22 @@ def copy_batch(
         context.close()
 
 
+def write_outcomes(s3: Any | None, bucket: str, prefix: str, items: list[WorkItem], outcomes: list[Outcome]) -> str:
+    """The batch's outcomes where the recorder looks for them (batch.outcome_key); returns the key."""
+    key = batch.outcome_key(prefix, items)
+    if s3 is None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=key, Body=batch.outcomes_body(outcomes), ContentType="application/json")
+    return key
+
+
 def run_batch(
     environ: Mapping[str, str] | None = None,
     *,
     s3: Any | None = None,
-    build: ContextBuilder = _build,
+    build: ContextBuilder = default_build,
     image_list_loader: Callable[[str], str] | None = ssm_loader,
     copier_factory: CopierFactory = Copier,
 ) -> int:
@@ -196,14 +213,7 @@ def run_batch(
         )
     except BatchInterrupted as stopped:
         outcomes, interrupted = stopped.outcomes, True
-    key = batch.outcome_key(env[batch.OUTCOME_PREFIX], items)
-    if s3 is None:
-        import boto3
-
-        s3 = boto3.client("s3")
-    s3.put_object(
-        Bucket=env[batch.WORK_BUCKET], Key=key, Body=batch.outcomes_body(outcomes), ContentType="application/json"
-    )
+    key = write_outcomes(s3, env[batch.WORK_BUCKET], env[batch.OUTCOME_PREFIX], items, outcomes)
     failed = sum(1 for o in outcomes if o.status not in ("copied", "skipped"))
     if interrupted:
         log.warning("run %s: batch stopped, %d image(s) not finished; outcomes in %s", run_id, failed, key)

@@ -1,19 +1,21 @@
 """The lister step: open the run, plan it, record the skips, write the copy work list to S3.
 
 Skips never travel further: an incremental run in which nothing changed returns `to_copy: 0`
-and the state machine ends without starting a single Fargate task. Errors raise with their own
-class names (ConfigError, TransientError, LedgerBusyError), which the state machine's Retry and
-Catch match on.
+and the state machine ends without starting a single Fargate task. A small push run is marked
+`fast`: its batches go to the copier image in Lambda (cloud.fast_copy). Errors raise with their
+own class names (ConfigError, TransientError, LedgerBusyError), which the state machine's Retry
+and Catch match on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ecr_transfer import envvars
-from ecr_transfer.cloud import batch
+from ecr_transfer.cloud import batch, fast_copy
 from ecr_transfer.context import TransferContext, build_context
 from ecr_transfer.ledger import Ledger, open_ledger
 from ecr_transfer.model import RunSummary, now
@@ -22,6 +24,7 @@ from ecr_transfer.planner import plan
 from ecr_transfer.pushes import from_execution_input, latest_per_tag, select_pushed, stamped
 from ecr_transfer.settings import Settings, load_env
 
+log = logging.getLogger("ecr_transfer.lister")
 ContextBuilder = Callable[[Settings, Mapping[str, str]], TransferContext]
 
 
@@ -79,6 +82,10 @@ def list_images(
                 previous=previous_outcomes(settings, ledger),
                 selection=selection,
             )
+            # From the listing the push run just made (ECR's imageSizeInBytes): no request of its own.
+            known_sizes = (
+                {} if pushes is None else fast_copy.sizes(context.source, [i for i in items if i.action == "copy"])
+            )
         finally:
             context.close()
         skips = [i for i in items if i.action == "skip"]
@@ -90,6 +97,8 @@ def list_images(
         if owned:
             # Stops the lease heartbeat: the recorder's writes keep the lease alive from here on.
             ledger.close()
+    fast, why = fast_copy.choose(copies, pushed=pushes is not None, known_sizes=known_sizes, environ=env)
+    log.info("run %s copies in %s", run_id, why)
     key = batch.work_list_key(run_id)
     if s3 is None:
         import boto3
@@ -106,6 +115,7 @@ def list_images(
         "skipped": len(skips),
         "concurrency": settings.concurrency,
         "batch_size": batch.batch_size(len(copies), settings.concurrency),
+        "fast": fast,
         "force": force,
         "trigger": "push" if pushes is not None else str(execution_input.get("trigger") or "schedule"),
         "recovered": [r.run_id for r in recovered],

@@ -76,6 +76,8 @@ class _Listing:
     pushed: dict[str, float] = field(default_factory=dict)
     """Tag -> imagePushedAt of its image (epoch seconds), for tagLatest."""
     digests: set[str] = field(default_factory=set)
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Digest -> imageSizeInBytes (compressed layers; the largest platform's for an index)."""
     untagged_included: bool = False
 
 
@@ -133,6 +135,8 @@ class EcrCatalog:
                 for image in page.get("imageDetails", []):
                     digest = image["imageDigest"]
                     listing.digests.add(digest)
+                    if isinstance(image.get("imageSizeInBytes"), int):
+                        listing.sizes[digest] = image["imageSizeInBytes"]
                     pushed = image.get("imagePushedAt")
                     for tag in image.get("imageTags") or []:
                         listing.tags[tag] = digest
@@ -205,6 +209,20 @@ class EcrCatalog:
             return self._fallback.pushed_at(repository) if self._fallback is not None else {}
         listing = self._list(repository.repository)
         return dict(listing.pushed) if listing is not None else {}
+
+    def image_size(self, ref: ImageRef) -> int | None:
+        """ECR's imageSizeInBytes of a listed image (no API call of its own), None when not known.
+
+        The Lambda fast path bounds a push run's bytes with it (ecr_transfer.cloud.fast_copy).
+        """
+        if ref.registry != self.registry:
+            return None
+        with self._lock:
+            listing = self._listings.get(ref.repository)
+        if listing is None:
+            return None
+        digest = ref.digest or listing.tags.get(ref.tag or "")
+        return listing.sizes.get(digest) if digest else None
 
     def manifest(self, ref: ImageRef) -> bytes | None:
         """BatchGetImage: the stored manifest bytes (the registry client would need a token of its own)."""
