@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ecr_transfer.cloud import batch, copier_task
+from ecr_transfer.cloud import batch, copier_task, fast_copy
 from ecr_transfer.ledger.dynamodb import DynamoDBLedger
 from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
@@ -95,8 +95,11 @@ class Run:
     finished: dict[str, Any] | None
 
 
-def run_pipeline(world: World, stack: Stack, run_id: str = "run-1") -> Run:
-    """One run as the state machine drives it: lister, one copier task per batch, recorder, finish."""
+def run_pipeline(world: World, stack: Stack, run_id: str = "run-1", *, in_lambda: bool = False) -> Run:
+    """One run as the state machine drives it: lister, one copier per batch, recorder, finish.
+
+    The copier is the Fargate task under TaskRole, or (`in_lambda`) the fast path's handler under
+    the copier function's role, with that function's environment."""
     extra = world.settings_env()
     with stack.as_role("ListerFunctionRole", {**stack.function_env("ListerFunction"), **extra}):
         payload = {"run_id": run_id, "execution_arn": f"{STATE_MACHINE}:{run_id}", "input": {}}
@@ -114,8 +117,16 @@ def run_pipeline(world: World, stack: Stack, run_id: str = "run-1") -> Run:
         batch.OUTCOME_PREFIX: lister["outcome_prefix"],
         batch.WORK_ITEMS: json.dumps(items),
     }
-    with stack.as_role("TaskRole", task_env) as environ:
-        code = copier_task.run_batch(environ)
+    if in_lambda:
+        payload = {"run_id": run_id, "bucket": lister["bucket"], "outcome_prefix": lister["outcome_prefix"],
+                   "items": items}  # fmt: skip
+        function_env = {**stack.function_env("CopierImageFunction"), **extra, "AWS_LAMBDA_FUNCTION_NAME": "copier"}
+        with stack.as_role("CopierImageFunctionRole", function_env) as environ:
+            answer = fast_copy.handle(payload, remaining_seconds=lambda: 900, environ=environ)
+        code = 0 if answer["finished"] else 1
+    else:
+        with stack.as_role("TaskRole", task_env) as environ:
+            code = copier_task.run_batch(environ)
     event = {
         "action": "record_batch",
         "run_id": run_id,

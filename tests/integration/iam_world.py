@@ -32,6 +32,7 @@ import pytest
 
 from ecr_transfer.local.accesslog import RequestKind, classify
 from support.cfn import Deployment, Resolver, transformed
+from support.iam import role_documents
 from support.iam_policy import Check, decide
 from support.moto_iam import DECISIONS_LOG
 
@@ -45,7 +46,13 @@ BUCKET = "dthecrstack-workbucket-iam1"
 LIST_PARAMETER = f"/{STACK}/srcImageList"
 STATE_MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT_A}:stateMachine:{STACK}-ECRReplicationSM"
 COPIER_FUNCTION = f"{STACK}-CopierImageFunction-IAM1"
-ROLES = ("ListerFunctionRole", "RecorderFunctionRole", "DeployHelperFunctionRole", "TaskRole")
+ROLES = (
+    "ListerFunctionRole",
+    "RecorderFunctionRole",
+    "DeployHelperFunctionRole",
+    "TaskRole",
+    "CopierImageFunctionRole",
+)
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 _TRANSFORMED: dict[str, dict[str, Any]] = {}
 
@@ -162,8 +169,8 @@ class Stack:
         self.deployed = self.resolver.deployed()
 
     def policies(self, role: str) -> list[dict[str, Any]]:
-        """The inline policy documents CloudFormation gives `role`, resolved for this deployment."""
-        documents = [p["PolicyDocument"] for p in self.deployed[role]["Properties"].get("Policies", [])]
+        """The policy documents CloudFormation gives `role` (inline and attached), resolved for this deployment."""
+        documents = role_documents(self.deployed, role)
         if self.without and self.without[0] == role:
             stripped = [_without(d, self.without[1]) for d in documents]
             assert stripped != documents, f"{self.without} is not in the template"

@@ -76,6 +76,25 @@ def test_ecr_source_all_runs_under_the_template_policies(world: World) -> None:
     assert {c.action for c in registry_checks(src)} >= {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
 
 
+def test_the_fast_path_copies_under_its_function_roles_policies(world: World) -> None:
+    """Issue 14: the copier function's role (SAM's, plus CopyImagesPolicy) copies a batch as the task's does."""
+    src = world.ecr(ACCOUNT_A, SRC_REGION)
+    dst = world.ecr(ACCOUNT_A, REGION)
+    digest = src.publish(world.images.layout, "app-a", "team/app", "2.0")
+    stack = world.deploy(Stack({**ECR_ALL, "onPush": "true"}))
+
+    run = run_pipeline(world, stack, in_lambda=True)
+
+    assert_nothing_refused(world)
+    assert run.exit_code == 0 and dst.digest("mirror/team/app", "2.0") == digest
+    assert outcomes("run-1") == {"team/app:2.0": ("copied", digest)}
+    assert {"ecr:CreateRepository", "ecr:GetAuthorizationToken", "s3:PutObject"} <= world.moto.allowed(
+        "CopierImageFunctionRole"
+    )
+    function = stack.policies("CopierImageFunctionRole")
+    assert registry_refusals(src, function) == [] and registry_refusals(dst, function) == []
+
+
 def test_public_selected_list_runs_under_the_template_policies(world: World) -> None:
     public = world.plain_registry()
     dst = world.ecr(ACCOUNT_A, REGION)

@@ -63,6 +63,17 @@ def statements() -> Iterator[tuple[str, dict[str, Any]]]:
                     yield name, statement
 
 
+def role_documents(resources: dict[str, dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    """The policy documents a role holds in resolved resources: its inline policies, and every
+    AWS::IAM::Policy attached to it (CopyImagesPolicy: the task role's and the copier function's)."""
+    documents = [p["PolicyDocument"] for p in resources[role]["Properties"].get("Policies", [])]
+    names = {role, f"ref:{role}"}  # a resolved Ref: the role's name, or the resolver's stand-in
+    for resource in resources.values():
+        if resource["Type"] == "AWS::IAM::Policy" and names & set(map(str, resource["Properties"]["Roles"])):
+            documents.append(resource["Properties"]["PolicyDocument"])
+    return documents
+
+
 def strings(node: Any) -> Iterator[str]:
     if isinstance(node, str):
         yield node

@@ -14,6 +14,7 @@ from test_statemachine_definition import LAMBDA_TRANSIENT, all_states
 from ecr_transfer import envvars
 from ecr_transfer.cloud import fast_copy
 from support.cfn import ROOT, source_template
+from support.iam import as_list, statements
 
 
 def resources() -> dict[str, Any]:
@@ -91,6 +92,30 @@ def test_the_lambda_copy_retries_lambdas_own_errors_only_and_falls_back_to_farga
     done = states["Did Lambda finish the batch?"]
     assert done["Choices"] == [{"Variable": "$.task.finished", "BooleanEquals": True, "Next": "Record outcome"}]
     assert done["Default"] == "Start the first attempt"
+
+
+COPIERS = {"TaskRole", "CopierImageFunctionRole"}
+
+
+def test_both_copiers_get_the_one_copy_policy_and_nothing_else_grants_copying() -> None:
+    """Issue 14: the fast path's function role copies with the task role's very statements."""
+    resources = source_template()["Resources"]
+    policy = resources["CopyImagesPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "TaskRole"}, {"Ref": "CopierImageFunctionRole"}]
+    assert "Policies" not in resources["TaskRole"]["Properties"]
+    # SAM's own role for the function: basic logging and tracing only (see the transform test below).
+    assert "Policies" not in resources["CopierImageFunction"]["Properties"]
+    by_role = {role: [s for n, s in statements() if n == role] for role in COPIERS}
+    assert by_role["TaskRole"] == by_role["CopierImageFunctionRole"] != []
+
+
+def test_the_state_machine_invokes_the_copier_function_only_through_its_alias() -> None:
+    machine = [s for n, s in statements() if n == "ReplicationStateMachine"]
+    invokes = {s["Sid"]: s["Resource"] for s in machine if "lambda:InvokeFunction" in as_list(s["Action"])}
+    alias = {"Ref": "CopierImageFunction.Alias"}
+    assert invokes["CopyInLambda"] == alias
+    substitutions = source_template()["Resources"]["ReplicationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["CopierFunctionArn"] == alias
 
 
 def test_the_map_tells_each_batch_whether_its_run_is_fast() -> None:
