@@ -135,7 +135,10 @@ def _referrer_items(
     """The selected images' signatures, SBOMs and attestations, each planned like a tag of its own."""
     chosen = {str(s) for s in sources}
     subjects = [(s, d) for s, d in zip(sources, src_digests, strict=True) if isinstance(d, str)]
-    discovery = referrers.discover(source, subjects, settings.referrer_types)
+    # Referrers of an index's children travel for the children copied: every one, those of
+    # `platforms`, or linux/amd64's with includeUntagged false (the one platform copied).
+    copied: tuple[str, ...] | None = ("linux/amd64",) if not settings.include_untagged else settings.platforms or None
+    discovery = referrers.discover(source, subjects, settings.referrer_types, copied)
     # A referrer written in the list is transferred like any tag written there, whatever its type.
     if left_out is not None:
         left_out.extend(x for x in discovery.left_out if x.source not in chosen)

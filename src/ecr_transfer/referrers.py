@@ -32,7 +32,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from ecr_transfer import artifacttypes
+from ecr_transfer import artifacttypes, subsets
 from ecr_transfer.catalog import SourceCatalog
 from ecr_transfer.errors import TransferError
 from ecr_transfer.references import ImageRef
@@ -158,6 +158,26 @@ class _Walk:
             elif entry_digest not in self.seen and entry_digest not in self.frontier:
                 self.keep(self.pinned(entry_digest), subject, entry_digest)
 
+    def drain(self, by_subject: dict[str, list[str]]) -> None:
+        while self.frontier:
+            subject = self.frontier.pop(0)
+            if subject in self.seen:
+                continue
+            self.seen.add(subject)
+            self.tagged(subject, by_subject.get(subject, []))
+            self.from_api(subject)
+
+    def children(self, digest: str, platforms: Sequence[str] | None) -> list[str]:
+        """The children of the selected image `digest` if it is an index (of `platforms` only, when set)."""
+        if platforms is not None and not platforms:
+            return []
+        try:
+            body = self.source.manifest(self.pinned(digest))
+        except TransferError as exc:
+            log.warning("%s@%s: not read (%s); referrers of its children looked for next run", self.entry, digest, exc)
+            return []
+        return subsets.children_of(body, platforms or ())
+
     def from_api(self, subject: str) -> None:
         for descriptor in _from_api(self.source, self.entry, subject):
             digest = str(descriptor["digest"])
@@ -183,11 +203,17 @@ def _entries(source: SourceCatalog, ref: ImageRef, digest: str) -> list[dict[str
     return [m for m in manifests or [] if isinstance(m, dict) and "digest" in m]
 
 
-def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]], types: Collection[str] = ()) -> Discovery:
+def discover(
+    source: SourceCatalog,
+    subjects: Sequence[tuple[ImageRef, str]],
+    types: Collection[str] = (),
+    platforms: Sequence[str] | None = None,
+) -> Discovery:
     """Every referrer of the given (image, digest) pairs, transitively, one tag list per repository.
 
-    `types` is `referrerTypes` (empty: every type). A repository whose tags cannot be listed is
-    logged and left for the next run: its images are still transferred.
+    `types` is `referrerTypes` (empty: every type). The children of a selected index are subjects
+    too: those of `platforms` only when given (the platforms copied; () for none). A repository
+    whose tags cannot be listed is logged and left for the next run: its images still transfer.
     """
     repositories: dict[ImageRef, set[str]] = {}
     for image, digest in subjects:
@@ -207,13 +233,15 @@ def discover(source: SourceCatalog, subjects: Sequence[tuple[ImageRef, str]], ty
             if subject is not None:
                 by_subject.setdefault(subject, []).append(tag)
         walk = _Walk(source, entry, frozenset(types), frontier=sorted(digests))
-        while walk.frontier:
-            subject = walk.frontier.pop(0)
-            if subject in walk.seen:
-                continue
-            walk.seen.add(subject)
-            walk.tagged(subject, by_subject.get(subject, []))
-            walk.from_api(subject)
+        walk.drain(by_subject)
+        # `cosign sign --recursive` signs each platform manifest of an index too: referrer tags whose
+        # subject nothing reached so far may be children's. Only then are the selected images read
+        # (one manifest each, until every such tag is placed): an index's children become subjects.
+        for digest in sorted(digests):
+            if not set(by_subject) - walk.seen:
+                break
+            walk.frontier += [c for c in walk.children(digest, platforms) if c not in walk.seen]
+            walk.drain(by_subject)
         found += walk.found
         left_out += walk.left_out
     return Discovery(found=tuple(found), left_out=tuple(left_out))

@@ -68,6 +68,20 @@ def _wanted(platform: str | None, platforms: Sequence[str]) -> bool:
     return any(platform == p or (p.count("/") == 1 and platform.startswith(p + "/")) for p in platforms)
 
 
+def children_of(body: bytes | None, platforms: Sequence[str] = ()) -> list[str]:
+    """Digests an image index lists (only those of `platforms`, when given); [] for anything else."""
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        return []
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        return []
+    if (doc.get("mediaType") or OCI_INDEX) not in INDEX_TYPES:
+        return []
+    listed = [d for d in doc["manifests"] if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+    return [str(d["digest"]) for d in listed if not platforms or _wanted(_platform_of(d), platforms)]
+
+
 @dataclass(frozen=True, slots=True)
 class Subset:
     children: tuple[str, ...]

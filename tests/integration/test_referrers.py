@@ -289,3 +289,42 @@ def test_referrer_types_copy_only_the_sbom_and_the_plan_says_what_was_left_out(
     assert dst.manifest_digest(repo, tag_of(signed.sbom["digest"])) == signed.sbom_index["digest"]
     sbom_signature = signed.sbom_signature["digest"]
     assert dst.get_manifest(repo, sbom_signature) == transfer.src.get_manifest(repo, sbom_signature)
+
+
+def test_referrers_of_index_children_travel_with_the_platforms_copied(
+    transfer: Transfer, skopeo_recorder: SkopeoRecorder, tmp_path: Path
+) -> None:
+    """`cosign sign --recursive`: the index and each platform manifest carry a `.sig` tag. All travel
+    with the index, byte for byte; with `platforms`, only the signatures of the platforms copied."""
+    from ecr_transfer.local.oci import Layer, write_index
+
+    src, dst = transfer.src, transfer.dst
+    index = write_index(
+        tmp_path / "layout", "multi", {("linux", a): [Layer.text(f"{a}.txt", a)] for a in ("amd64", "arm64")}
+    )
+    src.push(tmp_path / "layout", "multi", "team/tool", "v1")
+    amd64, arm64 = (c.digest for c in index.children)
+    sigs = {d: cosign_signature(src, "team/tool", d, d[-6:]) for d in (index.digest, amd64, arm64)}
+
+    code, first = transfer.run(transfer.config(f"{src.host}/team/tool:v1"))
+    assert code == 0, first
+    reasons = {row["source"]: row["reason"] for row in transfer.rows(first["run_id"])}
+    assert {k: v for k, v in reasons.items() if k.endswith(".sig")} == {
+        f"{src.host}/team/tool:{tag_of(d, '.sig')}": f"referrer of {src.host}/team/tool@{d}: not at destination"
+        for d in (index.digest, amd64, arm64)
+    }
+    for subject, sig in sigs.items():
+        assert dst.manifest_digest("team/tool", tag_of(subject, ".sig")) == sig["digest"]
+    code, again = transfer.run(transfer.config(f"{src.host}/team/tool:v1"))
+    assert code == 0 and again["counts"] == {"planned": 4, "copied": 0, "skipped": 4, "failed": 0}
+
+    # Only arm64 copied (a new index of it at mirror/...): the amd64 manifest's signature stays behind.
+    code, subset = transfer.run(
+        transfer.config(f"{src.host}/team/tool:v1", platforms=["linux/arm64"], destPrefix="arm")
+    )
+    assert code == 0, subset
+    assert sorted(i["source"].rsplit(":", 1)[1] for i in subset["items"][1:]) == sorted(
+        [tag_of(index.digest, ".sig"), tag_of(arm64, ".sig")]
+    )
+    assert dst.manifest_digest("arm/team/tool", tag_of(arm64, ".sig")) == sigs[arm64]["digest"]
+    assert dst.manifest_digest("arm/team/tool", tag_of(amd64, ".sig")) is None

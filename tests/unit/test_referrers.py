@@ -220,3 +220,40 @@ def test_without_referrer_types_nothing_is_read_to_type_a_referrer() -> None:
     found = discover(source, [(image("app", "1.0"), d(1))])
     assert [r.ref.tag for r in found.found] == [t(1), t(1, ".sig")]
     assert source.read == [d(13)]
+
+
+def test_referrers_of_index_children_are_looked_for_only_when_tags_name_subjects_not_reached() -> None:
+    """cosign sign --recursive: `sha256-<child>.sig` for each platform of an index. The index is read
+    only because such tags exist (none would cost no read), and `platforms` limits the children."""
+    index = {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"digest": d(2), "mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": d(3), "mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    }  # fmt: skip
+    tags = {"1.0": d(1), t(1, ".sig"): d(10), t(2, ".sig"): d(11), t(3, ".sig"): d(12)}
+    manifests = {d(1): json.dumps(index).encode()}
+
+    every = CountingSource({"app": tags}, manifests)
+    found = discover(every, [(image("app", "1.0"), d(1))])
+    assert [(r.ref.tag, r.subject) for r in found.found] == [
+        (t(1, ".sig"), f"{HOST}/app@{d(1)}"),
+        (t(2, ".sig"), f"{HOST}/app@{d(2)}"),
+        (t(3, ".sig"), f"{HOST}/app@{d(3)}"),
+    ]
+    assert every.read == [d(1)]
+
+    arm = CountingSource({"app": tags}, manifests)
+    found = discover(arm, [(image("app", "1.0"), d(1))], platforms=("linux/arm64",))
+    assert [r.ref.tag for r in found.found] == [t(1, ".sig"), t(3, ".sig")]
+
+    none = CountingSource({"app": tags}, manifests)
+    assert [r.ref.tag for r in discover(none, [(image("app", "1.0"), d(1))], platforms=()).found] == [t(1, ".sig")]
+    assert none.read == []
+
+    signed_index_only = CountingSource({"app": {"1.0": d(1), t(1, ".sig"): d(10)}}, manifests)
+    assert [r.ref.tag for r in discover(signed_index_only, [(image("app", "1.0"), d(1))]).found] == [t(1, ".sig")]
+    assert signed_index_only.read == [], "no tag names a subject not reached: nothing is read"
