@@ -333,6 +333,8 @@ class Copier:
                 reason = f"{item.reason}; the immutable destination tag already holds this digest"
                 if held != item.source_digest and self.context.settings.platforms:
                     reason += f"; {subsets.signature(self.context.settings.platforms)} written as a new index"
+                elif self.context.settings.platforms:
+                    reason += f"; {subsets.signature(self.context.settings.platforms)}: the tag keeps the whole image"
                 return Outcome(
                     run_id=self.run_id,
                     source=item.source,
@@ -372,6 +374,9 @@ class Copier:
             if platforms and landed != written:
                 # The planner reads this back (with the digests) to know the index is still what was asked.
                 reason = f"{reason}; {subsets.signature(platforms)} written as a new index"
+            elif platforms and not (item.reason or "").startswith(REFERRER_REASON):
+                # Read back too: a later run must not copy it again to narrow it.
+                reason = f"{reason}; {subsets.signature(platforms)}: every platform wanted, copied as it is"
             elif item.source_digest and written != item.source_digest and self.context.settings.include_untagged:
                 reason = f"{reason}; source changed during the run (planned {item.source_digest})"
             return item.copied(

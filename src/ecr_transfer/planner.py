@@ -62,6 +62,31 @@ def _platform_in_place(
     )
 
 
+def _whole_under_platforms(
+    settings: Settings,
+    previous: Mapping[str, Outcome] | None,
+    src: ImageRef,
+    dst: ImageRef,
+    src_digest: str,
+    reason: str,
+) -> tuple[str, str]:
+    """The destination has the source's own digest while `platforms` is set: the ledger says why.
+
+    Recorded before this `platforms` list (copied whole, or under another list): copy once more;
+    the copier writes the subset, or finds every platform wanted and records that, which the next
+    runs read back. An image the ledger does not know (another tool copied it) is left as it is.
+    """
+    wanted = signature(settings.platforms)
+    last = previous.get(str(src)) if previous is not None else None
+    if last is None or last.status not in ("copied", "skipped") or last.target != str(dst):
+        return "skip", reason
+    if last.source_digest != src_digest:
+        return "skip", reason
+    if wanted in (last.reason or ""):
+        return "skip", f"{reason} ({wanted} applied)"
+    return "copy", f"destination has this source digest as copied before {wanted} was asked for"
+
+
 def plan(
     settings: Settings,
     source: SourceCatalog,
@@ -186,6 +211,8 @@ def _items(
                     else "destination has the platform copied from this source digest"
                 ),
             )
+        if action == "skip" and settings.platforms and not force:
+            action, reason = _whole_under_platforms(settings, previous, src, dst, src_digest, reason)
         if isinstance(dst_digest, TransferError):
             reason = f"destination lookup failed ({dst_digest}); copying to be safe"
         items.append(

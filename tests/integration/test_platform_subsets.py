@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ecr_transfer.cli import main
-from ecr_transfer.local.oci import Index, Layer, write_index
+from ecr_transfer.local.oci import Index, Layer, SampleImages, write_index
 from ecr_transfer.local.registry import LocalRegistry
 
 from .conftest import SkopeoRecorder, Transfer
@@ -138,3 +138,39 @@ def test_changed_platforms_copy_again_and_a_missing_platform_fails_once_with_its
     )
     attempts = sqlite3.connect(ledger).execute("SELECT attempts FROM outcomes WHERE status = 'failed'").fetchall()
     assert [int(a) for (a,) in attempts] == [1], "a failure that would repeat on every attempt is not retried"
+
+
+def test_narrowing_platforms_rewrites_what_was_transferred_whole_once(
+    transfer: Transfer, three_platforms: Index, oci_images: SampleImages
+) -> None:
+    """An index and a one-platform image copied whole; then `platforms: [linux/arm64]`: the index is
+    written again as a new index of arm64 alone, the image copied once more (every platform wanted)
+    and both recorded so; the next run skips both. The ledger is what tells "copied whole"."""
+    src, dst = transfer.src, transfer.dst
+    single = src.push(oci_images.layout, "app-a", "team/app", "1.0")
+    images = [f"{src.host}/team/multi:v1", f"{src.host}/team/app:1.0"]
+    code, whole = transfer.run(transfer.config("\n".join(images)))
+    assert code == 0 and whole["counts"]["copied"] == 2, whole
+    assert dst.manifest_digest("team/multi", "v1") == three_platforms.digest
+
+    narrowed_cfg = transfer.config("\n".join(images), platforms=["linux/arm64"])
+    code, narrowed = transfer.run(narrowed_cfg)
+    assert code == 0 and narrowed["counts"] == {"planned": 2, "copied": 2, "skipped": 0, "failed": 0}, narrowed
+    written = json.loads(dst.get_manifest("team/multi", "v1") or b"")
+    assert [d["digest"] for d in written["manifests"]] == [three_platforms.children[1].digest]
+    assert dst.manifest_digest("team/multi", "v1") != three_platforms.digest
+    assert dst.manifest_digest("team/app", "1.0") == single
+    reasons = {r["source"]: r["reason"] for r in transfer.rows(narrowed["run_id"])}
+    assert reasons[images[0]] == (
+        "destination has this source digest as copied before platforms linux/arm64 was asked for; "
+        "platforms linux/arm64 written as a new index"
+    )
+    assert reasons[images[1]] == (
+        "destination has this source digest as copied before platforms linux/arm64 was asked for; "
+        "platforms linux/arm64: every platform wanted, copied as it is"
+    )
+
+    code, again = transfer.run(narrowed_cfg)
+    assert code == 0 and again["counts"] == {"planned": 2, "copied": 0, "skipped": 2, "failed": 0}, again
+    code, still = transfer.run(narrowed_cfg)
+    assert code == 0 and still["counts"]["skipped"] == 2, "a skip records what it kept: no copy on later runs"
