@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ecr_transfer import cli
 from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.local.registry import LocalRegistry
 from support.artifacts import (
@@ -270,6 +271,12 @@ def test_referrer_types_copy_only_the_sbom_and_the_plan_says_what_was_left_out(
         {"source": f"{s}/{repo}@{signed.sbom_signature['digest']}",
          "reason": f"referrerTypes: {sig_type} is not listed"},
     ]  # fmt: skip
+
+    # The terminal plan counts them.
+    assert cli.main(["plan", "--config", str(cfg)]) == 0
+    assert "3 referrers left out by referrerTypes (plan --json lists each with its reason)\n" in (
+        transfer.capsys.readouterr().out
+    )
 
     code, result = transfer.run(cfg)
     assert code == 0 and result["counts"]["copied"] == 2, result
