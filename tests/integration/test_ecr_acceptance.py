@@ -93,8 +93,9 @@ def test_ecr_to_china_ecr_with_dynamodb_ledger(
     ecr = api.of("ecr")
     second_calls = dict(api.calls)
     # One DescribeRepositories (source), one paginated DescribeImages per repository and side,
-    # nothing per tag, no token, no repository creation.
-    assert ecr == {"DescribeRepositories": 1, "DescribeImages": 4}
+    # nothing per tag, no repository creation; one registry token, the source's, for its referrers
+    # API (copyReferrers: untagged signatures and SBOMs are listed there, one request per image).
+    assert ecr == {"DescribeRepositories": 1, "DescribeImages": 4, "GetAuthorizationToken": 1}
     assert api.of("sts") == {"GetCallerIdentity": 1}  # the source account (not configured)
     assert api.of("secretsmanager") == {"GetSecretValue": 1}  # destCredential, read once
     code, status = cli_json(capsys, "status", "--ledger", f"dynamodb://{TABLE}")
