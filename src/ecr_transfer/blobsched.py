@@ -20,8 +20,10 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from ecr_transfer.errors import TransferError
 from ecr_transfer.model import WorkItem
@@ -38,6 +40,33 @@ Blobs = Mapping[str, int]
 """Blob digest -> size in bytes."""
 
 
+class Unit(Protocol):
+    """What the schedule hands out: one image (a WorkItem), or a batch of images (batches.Batch)."""
+
+    @property
+    def source(self) -> str:
+        """The unit's key (an image's source reference)."""
+        ...
+
+    @property
+    def target(self) -> str:
+        """Where its blobs land: the destination reference whose repository is HEADed for them."""
+        ...
+
+
+U = TypeVar("U", bound=Unit)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What the source manifests said about the images of a run, read once (one GET each)."""
+
+    blobs: dict[str, Blobs]
+    """item.source -> the blobs its copy may upload (blob_sets)."""
+    images: dict[str, int]
+    """item.source -> total blob bytes, for sources that are one image manifest (not an index)."""
+
+
 def _blobs(doc: Mapping[str, object]) -> dict[str, int]:
     found: dict[str, int] = {}
     for blob in [doc.get("config"), *(doc.get("layers") or [])]:  # type: ignore[misc]
@@ -49,33 +78,38 @@ def _blobs(doc: Mapping[str, object]) -> dict[str, int]:
 
 def image_blobs(clients: RegistryClients, item: WorkItem) -> Blobs:
     """Config and layer blobs of every platform of the item's source; empty when unknown."""
+    return _read_blobs(clients, item)[0]
+
+
+def _read_blobs(clients: RegistryClients, item: WorkItem) -> tuple[Blobs, bool]:
+    """(blobs, whether the source is one image manifest rather than an index)."""
     ref = parse_reference(item.source)
     if ref.registry == DOCKER_HUB or item.error is not None:
-        return {}
+        return {}, False
     client = clients.get(ref.registry)
     try:
         body = client.get_manifest(ref.repository, item.source_digest or ref.reference)
         if body is None:
-            return {}
+            return {}, False
         doc = json.loads(body)
         children = doc.get("manifests")
         if doc.get("mediaType") in INDEX_TYPES or isinstance(children, list):
             blobs: dict[str, int] = {}
             if not isinstance(children, list) or len(children) > _MAX_CHILDREN:
-                return {}
+                return {}, False
             for child in children:
                 child_body = client.get_manifest(ref.repository, child["digest"])
                 if child_body is not None:
                     blobs.update(_blobs(json.loads(child_body)))
-            return blobs
-        return _blobs(doc)
-    except (TransferError, ValueError, KeyError, TypeError) as exc:
+            return blobs, False
+        return _blobs(doc), doc.get("schemaVersion") == 2
+    except (TransferError, ValueError, KeyError, TypeError, AttributeError) as exc:
         # Not knowing only costs a possible duplicate upload; the copy itself will report real trouble.
         log.debug("%s: blobs not known (%s); copied without ordering", item.source, exc)
-        return {}
+        return {}, False
 
 
-def _at_target(clients: RegistryClients, item: WorkItem, digest: str) -> bool:
+def _at_target(clients: RegistryClients, item: Unit, digest: str) -> bool:
     target = parse_reference(item.target)
     try:
         return clients.get(target.registry).has_blob(target.repository, digest)
@@ -83,35 +117,57 @@ def _at_target(clients: RegistryClients, item: WorkItem, digest: str) -> bool:
         return False  # unknown: assume it will be uploaded (it may wait, never race)
 
 
+def _repository(reference: str) -> str:
+    target = parse_reference(reference)
+    return f"{target.registry}/{target.repository}"
+
+
 def blob_sets(clients: RegistryClients, items: list[WorkItem], concurrency: int = 16) -> dict[str, Blobs]:
-    """item.source -> the blobs its copy may upload, for a batch of copies (nothing to order for fewer than two).
+    """item.source -> the blobs its copy may upload, for a batch of copies (nothing to order for fewer than two)."""
+    return inspect(clients, items, concurrency).blobs
+
+
+def inspect(clients: RegistryClients, items: Sequence[WorkItem], concurrency: int = 16) -> Inspection:
+    """The items' source manifests, read once: the blobs each copy may upload, and which are plain images.
 
     A shared blob already in the image's destination repository is skipped by skopeo, not
-    uploaded, so it cannot race: one HEAD per shared blob and image finds those (in an
-    incremental run, the changed images' base layers are all there already).
+    uploaded, so it cannot race: one HEAD per shared blob and destination repository finds those
+    (in an incremental run, the changed images' base layers are all there already; 200 new tags
+    of one repository on one base cost one HEAD, not 200).
     """
     if len(items) < 2:
-        return {}
+        return Inspection(blobs={}, images={})
     workers = min(concurrency, len(items))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blobs") as pool:
-        found = [dict(b) for b in pool.map(lambda item: image_blobs(clients, item), items)]
+        read = list(pool.map(lambda item: _read_blobs(clients, item), items))
+        found = [dict(blobs) for blobs, _ in read]
         uses = Counter(digest for blobs in found for digest in blobs)
-        checks = [(item, blobs, d) for item, blobs in zip(items, found, strict=True) for d in blobs if uses[d] > 1]
-        present = pool.map(lambda check: _at_target(clients, check[0], check[2]), checks)
-        for (_, blobs, digest), there in zip(checks, present, strict=True):
-            if there:
+        checks: dict[tuple[str, str], WorkItem] = {}
+        repositories = [_repository(item.target) for item in items]
+        for item, repository, blobs in zip(items, repositories, found, strict=True):
+            for digest in blobs:
+                if uses[digest] > 1:
+                    checks.setdefault((repository, digest), item)
+        keys = list(checks)
+        present = dict(zip(keys, pool.map(lambda key: _at_target(clients, checks[key], key[1]), keys), strict=True))
+    for repository, blobs in zip(repositories, found, strict=True):
+        for digest in [d for d in blobs if uses[d] > 1]:
+            if present[(repository, digest)]:
                 del blobs[digest]
-    return {item.source: blobs for item, blobs in zip(items, found, strict=True)}
+    images = {
+        item.source: sum(blobs.values()) for item, (blobs, single) in zip(items, read, strict=True) if single and blobs
+    }
+    return Inspection(blobs={item.source: b for item, b in zip(items, found, strict=True)}, images=images)
 
 
-def arrived_blobs(clients: RegistryClients, awaited: Mapping[str, WorkItem], pool: ThreadPoolExecutor) -> set[str]:
+def arrived_blobs(clients: RegistryClients, awaited: Mapping[str, Unit], pool: ThreadPoolExecutor) -> set[str]:
     """Which awaited blobs the uploading copy's destination repository already has (one HEAD each)."""
     pairs = list(awaited.items())
     present = pool.map(lambda pair: _at_target(clients, pair[1], pair[0]), pairs)
     return {digest for (digest, _), there in zip(pairs, present, strict=True) if there}
 
 
-class BlobSchedule:
+class BlobSchedule(Generic[U]):
     """Hands out items, holding back any whose shared blobs a running copy is uploading.
 
     Among the items free to start, one that brings shared blobs nobody has uploaded yet goes
@@ -120,9 +176,7 @@ class BlobSchedule:
     The others go largest first, so the long copies do not end up alone at the end of the run.
     """
 
-    def __init__(
-        self, items: Iterable[WorkItem], blobs: Mapping[str, Blobs], demand: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, items: Iterable[U], blobs: Mapping[str, Blobs], demand: Mapping[str, int] | None = None) -> None:
         """`demand`: shared blob -> bytes of the run's images that need it, when these items are only
         part of the run (the platforms of one index): the platform bringing the blob that the most
         work waits for goes first."""
@@ -147,7 +201,7 @@ class BlobSchedule:
         self._landed: set[str] = set()
         self._by_source = {item.source: item for item in self._pending}
 
-    def take(self) -> WorkItem | None:
+    def take(self) -> U | None:
         """The next item free to start now, or None (nothing pending, or all held back)."""
         best: tuple[int, int, int, int] | None = None
         for index, item in enumerate(self._pending):
@@ -166,7 +220,7 @@ class BlobSchedule:
         self._claimed[item.source] = claim
         return item
 
-    def awaited(self) -> dict[str, WorkItem]:
+    def awaited(self) -> dict[str, U]:
         """Blobs a held-back item waits for -> the running copy uploading them."""
         wanted = {b for item in self._pending for b in self._shared.get(item.source, frozenset()) & self._uploading}
         return {b: self._by_source[source] for source, claim in self._claimed.items() for b in claim & wanted}
@@ -177,14 +231,14 @@ class BlobSchedule:
         self._uploading -= arrived
         self._landed |= arrived
 
-    def finished(self, item: WorkItem, landed: bool) -> None:
+    def finished(self, item: U, landed: bool) -> None:
         """A copy ended; its blobs are at the destination when it succeeded."""
         claim = self._claimed.pop(item.source, frozenset())
         self._uploading -= claim
         if landed:
             self._landed |= self._shared.get(item.source, frozenset())
 
-    def rest(self) -> list[WorkItem]:
+    def rest(self) -> list[U]:
         """Items never started (after an interruption)."""
         rest, self._pending = self._pending, []
         return rest
@@ -194,7 +248,7 @@ class BlobSchedule:
         return len(self._pending)
 
 
-class LandingWatch:
+class LandingWatch(Generic[U]):
     """Looks for the blobs held-back copies wait for, soon after a claim and then less often.
 
     A shared layer lands well before the image that brings it is done (its other layers and
@@ -210,7 +264,7 @@ class LandingWatch:
     0.2 s apart after two seconds and 1 s apart after ten; each look is a HEAD per awaited blob."""
 
     def __init__(
-        self, clients: RegistryClients, schedule: BlobSchedule, clock: Callable[[], float] = time.monotonic
+        self, clients: RegistryClients, schedule: BlobSchedule[U], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._clients, self._schedule, self._clock = clients, schedule, clock
         self._interval = self.FIRST

@@ -57,6 +57,18 @@ class TransferContext:
             self.destination.prepare([repository])
             self._prepared.add(repository)
 
+    def push_target(self, target: str, registry: str) -> tuple[str, str]:
+        """(reference, host) skopeo must push `target` (on `registry`) to.
+
+        skopeo 1.9.3 applies a registries.conf `location` to pulls only; a push goes to the host
+        named in the reference. So a push to a registry with an endpoint override names the endpoint.
+        """
+        endpoint = self.settings.registry_endpoints.get(registry)
+        if not endpoint or not target.startswith(registry + "/"):
+            return target, registry
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        return host + target[len(registry) :], host
+
     def is_insecure(self, registry: str) -> bool:
         return registry in self.settings.insecure_registries
 

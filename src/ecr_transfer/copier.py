@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 
 from ecr_transfer import envvars, subsets
@@ -43,19 +44,6 @@ class _AlreadyThere(Exception):
     """An immutable destination tag already holds the source digest: nothing to copy."""
 
 
-def push_target(target: str, registry: str, endpoints: Mapping[str, str]) -> tuple[str, str]:
-    """(reference, host) skopeo must push to.
-
-    skopeo 1.9.3 applies a registries.conf `location` to pulls only; a push goes to the host
-    named in the reference. So a push to a registry with an endpoint override names the endpoint.
-    """
-    endpoint = endpoints.get(registry)
-    if not endpoint or not target.startswith(registry + "/"):
-        return target, registry
-    host = endpoint.split("://", 1)[-1].rstrip("/")
-    return host + target[len(registry) :], host
-
-
 class Copier:
     """Copies work items for one run; shared by the CLI's worker pool and the Fargate task."""
 
@@ -87,7 +75,8 @@ class Copier:
         for stale in remove_stale_tempdirs():
             log.warning("removed %s, left behind by a process that was killed", stale)
 
-    def _authfile_entries(self, *registries: str) -> dict[str, Credential]:
+    def authfile_entries(self, *registries: str) -> dict[str, Credential]:
+        """The logins skopeo needs for these registries (and the endpoints they are reached at)."""
         entries: dict[str, Credential] = {}
         for registry in registries:
             cred = self.context.credentials(registry)
@@ -117,8 +106,8 @@ class Copier:
         # A signature, SBOM or referrers index: its exact bytes through the registry API, never skopeo.
         exact = is_referrer_tag(dst.tag) or item.reason.startswith(REFERRER_REASON)
         subset = None if exact else self._subset(src, dst, expected) or self._kept_exactly(src, expected)
-        target, push_host = push_target(item.target, dst.registry, self.context.settings.registry_endpoints)
-        with temporary_authfile(self._authfile_entries(src.registry, dst.registry)) as authfile:
+        target, push_host = self.context.push_target(item.target, dst.registry)
+        with temporary_authfile(self.authfile_entries(src.registry, dst.registry)) as authfile:
             request = partial(
                 CopyRequest,
                 src_insecure=self.context.is_insecure(src.registry),
@@ -306,6 +295,13 @@ class Copier:
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
 
+    stopping = property(_stopping, doc="The run is being stopped: no new attempt starts.")
+
+    @property
+    def slots(self) -> threading.BoundedSemaphore:
+        """Held by every skopeo process of the run (a batch's `skopeo sync` too): at most `slots` at once."""
+        return self._slots
+
     def _interrupted(self, item: WorkItem, started: str, attempts: int, exc: TransferError) -> Outcome:
         # Ctrl-C also kills skopeo (same process group): that failure is the stop, not a fault to retry.
         log.warning("%s: stopped during attempt %d (%s)", item.source, attempts, exc)
@@ -321,52 +317,33 @@ class Copier:
         if item.error is not None:
             log.error("%s: failed: %s", item.source, item.error)
             return item.failed(self.run_id, item.error)
-        started = now()
-        attempts = 0
+        return self._attempts(item, now(), 0, None, on_retry)
+
+    def resume(self, item: WorkItem, failure: TransferError, started: str, attempts: int = 1) -> Outcome:
+        """Go on after `attempts` tries made elsewhere (a batch) failed with `failure`: the
+        same retry rules, backoff and attempt count as if this copier had made them."""
+        return self._attempts(item, started, attempts, failure, None)
+
+    def _attempts(
+        self,
+        item: WorkItem,
+        started: str,
+        attempts: int,
+        failure: TransferError | None,
+        on_retry: Callable[[WorkItem, int, TransferError], None] | None,
+    ) -> Outcome:
         while True:
+            if failure is not None:
+                ended = self._after_failure(item, started, attempts, failure, on_retry)
+                if ended is not None:
+                    return ended
             attempts += 1
             try:
                 written, landed = self._attempt(item)
             except _AlreadyThere as there:
-                log.info("%s: immutable tag %s already holds this digest", item.source, item.target)
-                held = str(there.args[0])
-                reason = f"{item.reason}; the immutable destination tag already holds this digest"
-                if held != item.source_digest and self.context.settings.platforms:
-                    reason += f"; {subsets.signature(self.context.settings.platforms)} written as a new index"
-                elif self.context.settings.platforms:
-                    reason += f"; {subsets.signature(self.context.settings.platforms)}: the tag keeps the whole image"
-                return Outcome(
-                    run_id=self.run_id,
-                    source=item.source,
-                    target=item.target,
-                    status="skipped",
-                    source_digest=item.source_digest,
-                    target_digest=held,
-                    attempts=attempts,
-                    started_at=started,
-                    ended_at=now(),
-                    reason=reason,
-                )
+                return self._already_there(item, str(there.args[0]), attempts, started)
             except TransferError as exc:
-                if not exc.transient or attempts >= self.max_attempts:
-                    log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)
-                    suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"
-                    return item.ended(
-                        self.run_id,
-                        exc.status,  # type: ignore[arg-type]
-                        attempts=attempts,
-                        started_at=started,
-                        error=f"{exc}{suffix}",
-                    )
-                if self._stopping():
-                    return self._interrupted(item, started, attempts, exc)
-                if on_retry is not None:
-                    on_retry(item, attempts, exc)
-                delay = _backoff(attempts, self.backoff, exc.retry_after)
-                log.warning("%s: attempt %d failed (%s); retrying in %.1fs", item.source, attempts, exc, delay)
-                self._sleep(delay)
-                if self._stopping():
-                    return self._interrupted(item, started, attempts, exc)
+                failure = exc
                 continue
             log.info("%s: copied %s to %s (attempt %d)", item.source, written, item.target, attempts)
             reason = item.reason
@@ -382,3 +359,43 @@ class Copier:
             return item.copied(
                 self.run_id, written=written, landed=landed, attempts=attempts, started_at=started, reason=reason
             )
+
+    def _after_failure(
+        self,
+        item: WorkItem,
+        started: str,
+        attempts: int,
+        exc: TransferError,
+        on_retry: Callable[[WorkItem, int, TransferError], None] | None,
+    ) -> Outcome | None:
+        """The final outcome after this failure, or None once the backoff before another attempt is slept."""
+        if not exc.transient or attempts >= self.max_attempts:
+            log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)
+            suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"
+            return item.ended(
+                self.run_id,
+                exc.status,  # type: ignore[arg-type]
+                attempts=attempts,
+                started_at=started,
+                error=f"{exc}{suffix}",
+            )
+        if self._stopping():
+            return self._interrupted(item, started, attempts, exc)
+        if on_retry is not None:
+            on_retry(item, attempts, exc)
+        delay = _backoff(attempts, self.backoff, exc.retry_after)
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", item.source, attempts, exc, delay)
+        self._sleep(delay)
+        if self._stopping():
+            return self._interrupted(item, started, attempts, exc)
+        return None
+
+    def _already_there(self, item: WorkItem, held: str, attempts: int, started: str) -> Outcome:
+        log.info("%s: immutable tag %s already holds this digest", item.source, item.target)
+        reason = f"{item.reason}; the immutable destination tag already holds this digest"
+        if held != item.source_digest and self.context.settings.platforms:
+            reason += f"; {subsets.signature(self.context.settings.platforms)} written as a new index"
+        elif self.context.settings.platforms:
+            reason += f"; {subsets.signature(self.context.settings.platforms)}: the tag keeps the whole image"
+        skipped = item.ended(self.run_id, "skipped", attempts=attempts, started_at=started)
+        return replace(skipped, target_digest=held, reason=reason)

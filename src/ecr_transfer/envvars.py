@@ -47,6 +47,8 @@ COPY_TIMEOUT = "ECR_TRANSFER_COPY_TIMEOUT"
 """Seconds one skopeo copy may take before it is killed and retried (a stalled connection)."""
 PLATFORM_COPIES = "ECR_TRANSFER_PLATFORM_COPIES"
 """Platforms of one multi-arch index copied at once, each by its own skopeo (default 4; 1: all in one)."""
+BATCH_IMAGES = "ECR_TRANSFER_BATCH_IMAGES"
+"""Most images one `skopeo sync` process copies (batches.py; default 50; 1: a `skopeo copy` per image)."""
 COPIES_PER_TASK = "ECR_TRANSFER_COPIES_PER_TASK"
 """Fargate copier: skopeo processes a task runs at once over its batch (default 4)."""
 LEDGER_LEASE_SECONDS = "ECR_TRANSFER_LEASE_SECONDS"
@@ -60,6 +62,12 @@ STACK_NAME = "ECR_TRANSFER_STACK"
 
 # Set by AWS Lambda itself: the copier knows it runs as the fast path, not on Fargate.
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+
+# Go's runtime: the batch copies' skopeo processes run on one thread each unless the user says otherwise.
+GOMAXPROCS = "GOMAXPROCS"
+
+# containers-registries.conf(5): skopeo 1.9.3 reads it for some lookups (the --registries-conf flag for the rest).
+CONTAINERS_REGISTRIES_CONF = "CONTAINERS_REGISTRIES_CONF"
 
 # Standard containers/docker auth file locations, as skopeo/podman/docker read them.
 REGISTRY_AUTH_FILE = "REGISTRY_AUTH_FILE"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from ecr_transfer.batches import Batch, BatchCopier, Unit, batch_images, plan_units, units_of
+from ecr_transfer.blobsched import inspect
 from ecr_transfer.bytemeter import ByteMeter
 from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier
@@ -26,6 +28,8 @@ class OutcomeSink(Protocol):
     """Where copy_items writes each outcome as it happens: a ledger, or the task's own list."""
 
     def record(self, outcome: Outcome) -> None: ...
+
+    def record_many(self, outcomes: Sequence[Outcome]) -> None: ...
 
 
 CopierFactory = Callable[..., Copier]
@@ -78,44 +82,61 @@ def copy_items(
 ) -> list[Outcome]:
     """Copy up to `concurrency` images at once; every item ends with exactly one final outcome.
 
-    The CLI's run, the Fargate task's batch and the Lambda fast path all copy through here.
-    `stop`, once set, lets no new copy attempt start: the items not yet copied end "interrupted"
-    (the fast path sets it when its invocation runs short of time)."""
+    Small single-platform images of a repository go several per skopeo process (batches.py),
+    the rest one per process. The CLI's run, the Fargate task's batch and the Lambda fast path all
+    copy through here. `stop`, once set, lets no new copy attempt start: the items not yet copied
+    end "interrupted" (the fast path sets it when its invocation runs short of time)."""
     stop = threading.Event() if stop is None else stop
     outcomes: list[Outcome] = []
     pending = copy_order(items)
-    scheduler: CopyScheduler[Outcome] = CopyScheduler(context.clients, pending)
+    # The real copier batches; a stand-in (tests) copies what it is given, one by one.
+    batching = isinstance(copier_factory, type) and issubclass(copier_factory, Copier) and len(pending) > 1
+    inspection = inspect(context.clients, pending)
+    units, blobs = (
+        plan_units(pending, inspection, context.settings, concurrency, batch_images())
+        if batching
+        else (list[Unit](pending), inspection.blobs)
+    )
+    scheduler: CopyScheduler[Unit, list[Outcome]] = CopyScheduler(context.clients, units, blobs=blobs)
     # Built on every run, copies or not: it removes authfiles a killed run left behind.
     copier = copier_factory(context, run_id, stop=stop, slots=concurrency, demand=scheduler.demand)
+    batcher = BatchCopier(copier) if batching else None
     if not pending:
         return outcomes
 
     # A live progress line shows bytes as blobs land (see bytemeter); nothing else pays for it.
     meter = ByteMeter(context.clients, progress.landed) if progress is not None and progress.counts_bytes else None
 
-    def work(item: WorkItem) -> Outcome:
-        ledger.record(item.in_progress(run_id))
+    def work(unit: Unit) -> list[Outcome]:
+        images = units_of(unit)
+        ledger.record_many([item.in_progress(run_id) for item in images])
         if meter is not None:
-            meter.started(item)
+            for item in images:
+                meter.started(item)
         try:
-            return copier.copy(item)
+            if isinstance(unit, Batch) and batcher is not None:
+                return batcher.copy(unit)
+            return [copier.copy(item) for item in images]
         except Exception as exc:
             # A bug or an unforeseen error in one copy must not abort the whole run (and leave
             # every other image "interrupted"): it is this image's failure, with its cause.
-            log.exception("%s: unexpected error while copying", item.source)
-            return item.failed(run_id, f"unexpected error: {type(exc).__name__}: {exc}", attempts=1)
+            log.exception("%s: unexpected error while copying", images[0].source)
+            cause = f"unexpected error: {type(exc).__name__}: {exc}"
+            return [item.failed(run_id, cause, attempts=1) for item in images]
 
-    def done(outcome: Outcome) -> None:
-        ledger.record(outcome)
-        outcomes.append(outcome)
+    def done(settled: list[Outcome]) -> None:
+        ledger.record_many(settled)
+        outcomes.extend(settled)
         if progress is not None:
-            progress.finished(outcome)
+            for outcome in settled:
+                progress.finished(outcome)
 
-    def finished(item: WorkItem, outcome: Outcome) -> bool:
+    def finished(unit: Unit, settled: list[Outcome]) -> bool:
         if meter is not None:
-            meter.finished(item, outcome.status == "copied")
-        done(outcome)
-        return outcome.status in ("copied", "skipped")
+            for item, outcome in zip(units_of(unit), settled, strict=True):
+                meter.finished(item, outcome.status == "copied")
+        done(settled)
+        return all(outcome.status in ("copied", "skipped") for outcome in settled)
 
     # Ctrl-C / SIGTERM: running copies end (without retrying), and what never started is said.
     try:
@@ -123,7 +144,7 @@ def copy_items(
             work,
             workers=concurrency,
             finished=finished,
-            stopped=lambda item: done(_interrupted(run_id, item)),
+            stopped=lambda unit: done([_interrupted(run_id, item) for item in units_of(unit)]),
             stop=stop,
         )
     finally:

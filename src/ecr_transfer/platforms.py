@@ -89,7 +89,7 @@ def copy_platforms(
         return exc is None
 
     # No stop event: the run's own stop reaches each platform's skopeo through copy_one.
-    scheduler: CopyScheduler[TransferError | None] = CopyScheduler(clients, children, demand)
+    scheduler: CopyScheduler[WorkItem, TransferError | None] = CopyScheduler(clients, children, demand)
     scheduler.run(
         attempt, workers=min(parallel, len(children)), finished=finished, stopped=lambda _: None, name="platform"
     )

@@ -9,30 +9,39 @@ item that did not end is reported as stopped.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Generic, TypeVar
 
-from ecr_transfer.blobsched import BlobSchedule, LandingWatch, blob_sets
-from ecr_transfer.model import WorkItem
+from ecr_transfer.blobsched import Blobs, BlobSchedule, LandingWatch, U, blob_sets
 from ecr_transfer.registry.client import RegistryClients
 
 T = TypeVar("T")
 
 
-class CopyScheduler(Generic[T]):
-    """Runs `work(item)` for every item, `workers` at a time, in the blob schedule's order."""
+class CopyScheduler(Generic[U, T]):
+    """Runs `work(item)` for every item, `workers` at a time, in the blob schedule's order.
+
+    An item is one image (a WorkItem) or a batch of images copied by one skopeo (batches.Batch).
+    """
 
     def __init__(
-        self, clients: RegistryClients, items: list[WorkItem], demand: Mapping[str, int] | None = None
+        self,
+        clients: RegistryClients,
+        items: Sequence[U],
+        demand: Mapping[str, int] | None = None,
+        blobs: Mapping[str, Blobs] | None = None,
     ) -> None:
-        """Reads the items' blobs now (one manifest GET each): `demand` is known before any copy starts.
+        """Reads the items' blobs now (one manifest GET each) unless `blobs` says them: `demand` is
+        known before any copy starts.
 
         `demand`: shared blob -> bytes of the run's images needing it, when the items are only part
         of the run (the platforms of one index); by default the items' own.
         """
         self._clients = clients
-        self._schedule = BlobSchedule(items, blob_sets(clients, items), demand)
+        if blobs is None:
+            blobs = blob_sets(clients, list(items))  # type: ignore[arg-type]  # images here: WorkItems
+        self._schedule: BlobSchedule[U] = BlobSchedule(items, blobs, demand)
 
     @property
     def demand(self) -> Mapping[str, int]:
@@ -41,11 +50,11 @@ class CopyScheduler(Generic[T]):
 
     def run(
         self,
-        work: Callable[[WorkItem], T],
+        work: Callable[[U], T],
         *,
         workers: int,
-        finished: Callable[[WorkItem, T], bool],
-        stopped: Callable[[WorkItem], None],
+        finished: Callable[[U, T], bool],
+        stopped: Callable[[U], None],
         stop: threading.Event | None = None,
         name: str = "copy",
     ) -> None:
@@ -58,7 +67,7 @@ class CopyScheduler(Generic[T]):
         """
         workers = max(1, workers)
         watch = LandingWatch(self._clients, self._schedule)
-        running: dict[Future[T], WorkItem] = {}
+        running: dict[Future[T], U] = {}
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
         def fill() -> None:

@@ -61,13 +61,10 @@ def summarize(stderr: str) -> str:
     return " | ".join(causes[-5:])
 
 
-@dataclass(frozen=True, slots=True)
-class CopyRequest:
-    source: str
-    target: str
-    all_platforms: bool = True
-    index_only: bool = False
-    """Copy only the index (`--multi-arch index-only`): its platforms are at the destination already."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessOptions:
+    """How a skopeo process reaches both sides, for a copy (CopyRequest) or a sync (SyncRequest)."""
+
     src_insecure: bool = False
     dest_insecure: bool = False
     src_cert_dir: Path | None = None
@@ -80,18 +77,33 @@ class CopyRequest:
     """Variables skopeo must not see (SSL_CERT_FILE would replace Go's system store: its CAs are in the cert dirs)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CopyRequest(ProcessOptions):
+    source: str
+    target: str
+    all_platforms: bool = True
+    index_only: bool = False
+    """Copy only the index (`--multi-arch index-only`): its platforms are at the destination already."""
+
+
 def skopeo_binary() -> str:
     return os.environ.get(envvars.SKOPEO, "skopeo")
 
 
-def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
+def global_argv(options: ProcessOptions) -> list[str]:
+    """skopeo and its global flags, before the command."""
     argv = [skopeo_binary()]
     if not Path("/etc/containers/policy.json").exists():
         # Without a host policy skopeo refuses to run; a syncer does not verify signatures.
         argv.append("--insecure-policy")
-    if request.registries_conf is not None:
+    if options.registries_conf is not None:
         # skopeo 1.9.3 ignores CONTAINERS_REGISTRIES_CONF; only this (hidden) global flag works.
-        argv += ["--registries-conf", str(request.registries_conf)]
+        argv += ["--registries-conf", str(options.registries_conf)]
+    return argv
+
+
+def build_argv(request: CopyRequest, digestfile: Path) -> list[str]:
+    argv = global_argv(request)
     argv += ["copy", "--retry-times", "0", "--digestfile", str(digestfile)]
     if request.index_only:
         argv += ["--multi-arch", "index-only"]
@@ -127,7 +139,7 @@ def _prctl() -> Callable[..., int] | None:
 _PRCTL = _prctl()
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
+def die_with_parent(parent: int) -> Callable[[], None] | None:
     """Linux: skopeo gets SIGKILL when the thread that started it dies.
 
     Without it a CLI killed with SIGKILL (OOM killer, `kill -9`) leaves its skopeo processes
@@ -169,13 +181,43 @@ def deadline(at: float | None) -> Iterator[None]:
         _deadline = saved
 
 
-def _time_left(timeout: float) -> float:
+def time_left(timeout: float) -> float:
+    """`timeout`, or less when the deadline comes sooner; TransientError when it has (nearly) come."""
     if _deadline is None:
         return timeout
     left = _deadline - time.monotonic()
     if left <= 1:
         raise TransientError("no time left for another copy in this invocation")
     return min(timeout, left)
+
+
+def run(argv: list[str], options: ProcessOptions, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """Start skopeo and wait for it (stderr kept, stdout dropped); a process that cannot run, or is
+    killed at `timeout`, is a classified TransferError."""
+    env = dict(os.environ)
+    env.update(options.extra_env)
+    for name in options.drop_env:
+        env.pop(name, None)
+    if options.registries_conf is not None:
+        env[envvars.CONTAINERS_REGISTRIES_CONF] = str(options.registries_conf)
+    try:
+        return subprocess.run(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # "Copying blob ..." progress: nothing we read
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
+    except subprocess.TimeoutExpired:
+        raise TransientError(f"skopeo {what} timed out after {timeout:.0f}s") from None
+    except FileNotFoundError:
+        raise PermanentError(f"skopeo not found ({skopeo_binary()}); install it (apt-get install skopeo)") from None
+    except OSError as exc:  # not executable, exec format error...
+        raise PermanentError(f"cannot run skopeo ({skopeo_binary()}): {exc.strerror or exc}") from None
 
 
 def copy(request: CopyRequest, timeout: float | None = None) -> str:
@@ -186,34 +228,12 @@ def copy(request: CopyRequest, timeout: float | None = None) -> str:
     no read timeout of its own, so a stalled connection hangs it: after `timeout` seconds
     (ECR_TRANSFER_COPY_TIMEOUT, default an hour) it is killed and the attempt is transient.
     """
-    timeout = _time_left(timeout or copy_timeout())
+    timeout = time_left(timeout or copy_timeout())
     # Named with our pid: a run killed mid-copy leaves it, and the next run removes it.
     work = private_tempdir(COPY_PREFIX)
     try:
         digestfile = Path(work) / "digest"
-        env = dict(os.environ)
-        env.update(request.extra_env)
-        for name in request.drop_env:
-            env.pop(name, None)
-        if request.registries_conf is not None:
-            env["CONTAINERS_REGISTRIES_CONF"] = str(request.registries_conf)
-        try:
-            proc = subprocess.run(
-                build_argv(request, digestfile),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                preexec_fn=_die_with_parent(os.getpid()),
-            )
-        except subprocess.TimeoutExpired:
-            raise TransientError(f"skopeo copy timed out after {timeout:.0f}s") from None
-        except FileNotFoundError:
-            raise PermanentError(f"skopeo not found ({skopeo_binary()}); install it (apt-get install skopeo)") from None
-        except OSError as exc:  # not executable, exec format error...
-            raise PermanentError(f"cannot run skopeo ({skopeo_binary()}): {exc.strerror or exc}") from None
+        proc = run(build_argv(request, digestfile), request, timeout, "copy")
         if proc.returncode != 0:
             raise classify(proc.stderr, proc.returncode)
         try:

@@ -124,7 +124,7 @@ def test_lease_held_on_another_host_is_kept_alive_and_expires_when_that_run_dies
     # The dead run's lease expires within 2 s of its last renewal; then the ledger is free.
     deadline = time.monotonic() + 10
     while True:
-        copies_before = len(skopeo.copies())
+        copies_before = len(skopeo.copied_targets())
         again = start_cli(cfg, ledger)
         out, err = again.communicate(timeout=60)
         if again.returncode != 2 or time.monotonic() > deadline:

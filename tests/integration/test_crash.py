@@ -79,7 +79,7 @@ def check_second_run(
     cfg: Path, ledger: Path, corpus: Corpus, dst: LocalRegistry, skopeo: Skopeo, first_run: str
 ) -> dict[str, Any]:
     done_before = {r["target"] for r in ledger_rows(ledger, "SELECT target FROM outcomes WHERE status = 'copied'")}
-    copies_before = len(skopeo.copies())
+    copies_before = len(skopeo.copied_targets())
     proc = start_cli(cfg, ledger)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -120,7 +120,9 @@ def test_sigkill_mid_run_then_rerun_finishes_without_recopying(
     left = {d for d in authdirs if d.exists()}
     assert left, "expected the killed copy's authfile to outlive the kill"
     # ...and so is its digestfile's folder (ecr-transfer-copy-PID-*), which used to stay forever.
-    copydirs = {Path(argv[argv.index("--digestfile") + 1]).parent for argv in skopeo.calls()}
+    # (a copy's digestfile, or a batch's source YAML: `skopeo sync ... SOURCE.yaml DEST`)
+    work = [argv[argv.index("--digestfile") + 1] if "--digestfile" in argv else argv[-2] for argv in skopeo.calls()]
+    copydirs = {Path(path).parent for path in work}
     left_copies = {d for d in copydirs if d.exists()}
     assert left_copies and all(d.name.startswith(f"ecr-transfer-copy-{proc.pid}-") for d in left_copies)
     left |= left_copies

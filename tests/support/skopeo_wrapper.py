@@ -37,6 +37,17 @@ if "--authfile" in args:
         }
     except OSError as exc:
         record["authfile"] = {"path": path, "error": str(exc)}
+if "sync" in args:
+    # The images of a `skopeo sync --src yaml` are in its YAML (JSON here), which is gone afterwards.
+    try:
+        with open(args[-2]) as f:
+            doc = json.load(f)
+        record["synced"] = [
+            f"{args[-1]}/{repo.rsplit('/', 1)[-1]}:{tag}"
+            for registry in doc.values() for repo, tags in registry.get("images", {}).items() for tag in tags
+        ]
+    except (OSError, ValueError, AttributeError) as exc:
+        record["synced"] = {"error": str(exc)}
 with open(LOG, "a") as f:
     f.write(json.dumps(record) + "\n")
 delay = float(os.environ.get("FAULT_SKOPEO_DELAY") or 0)
@@ -72,8 +83,14 @@ class Skopeo:
     def copied_targets(self) -> list[str]:
         """Destination tag of each image copy, without the scheme (an index's platform copies,
         by digest, are not image copies; its index copy reads the source by digest, so the
-        destination is what names the image)."""
-        return [c[-1].removeprefix("docker://") for c in self.copies()]
+        destination is what names the image), and of each image a `skopeo sync` was given."""
+        targets: list[str] = []
+        for record in self.records():
+            argv = list(record["argv"])  # type: ignore[call-overload]
+            if "copy" in argv and "@" not in argv[-1]:
+                targets.append(argv[-1].removeprefix("docker://"))
+            targets += record.get("synced") or []  # type: ignore[operator]
+        return targets
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "skopeo-wrapper") -> Skopeo:

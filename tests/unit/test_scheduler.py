@@ -17,7 +17,7 @@ def _items(*names: str) -> list[WorkItem]:
     ]
 
 
-def _scheduler(items: list[WorkItem]) -> CopyScheduler[str]:
+def _scheduler(items: list[WorkItem]) -> CopyScheduler[WorkItem, str]:
     return CopyScheduler(NoManifests(), items)  # type: ignore[arg-type]
 
 

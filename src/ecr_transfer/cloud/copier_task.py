@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ecr_transfer import envvars
@@ -55,6 +55,10 @@ class _Collect:
     def record(self, outcome: Outcome) -> None:
         if outcome.status != "in_progress":
             self.final[(outcome.source, outcome.target)] = outcome
+
+    def record_many(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            self.record(outcome)
 
 
 class BatchInterrupted(Exception):
