@@ -15,7 +15,8 @@ per-image copier (Copier.resume / Copier.copy), with the same retries, backoff a
 What stays one image per process: multi-arch indexes (their platforms are copied side by side,
 and some need writing as they are), images larger than BATCH_MAX_BYTES (where ordering uploads
 across images matters more than a process start), Docker Hub sources (their manifests are not
-read: a GET counts as a pull), digest-pinned images, referrers, platform subsets, and any
+read: a GET counts as a pull) and any source that announced a pull budget (each pull is paced
+just before its copy starts, which a batch cannot do), digest-pinned images, referrers, platform subsets, and any
 repository with fewer than MIN_BATCH of them (a batch copies its images one after another: with
 few images, parallel single copies end sooner).
 """
@@ -31,13 +32,14 @@ from dataclasses import dataclass
 
 from ecr_transfer import envvars
 from ecr_transfer.blobsched import Blobs, Inspection
+from ecr_transfer.context import TransferContext
 from ecr_transfer.copier import Copier
 from ecr_transfer.errors import ConflictError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.references import DOCKER_HUB, parse_reference
 from ecr_transfer.referrers import REFERRER_REASON, is_referrer_tag
 from ecr_transfer.registry.credentials import temporary_authfile
-from ecr_transfer.settings import Settings, env_count
+from ecr_transfer.settings import env_count
 from ecr_transfer.skopeo_sync import SyncRequest, SyncResult, sync
 
 log = logging.getLogger(__name__)
@@ -80,20 +82,23 @@ def batch_images(environ: Mapping[str, str] | None = None) -> int:
     return env_count(envvars.BATCH_IMAGES, DEFAULT_BATCH_IMAGES, os.environ if environ is None else environ)
 
 
-def _batchable(item: WorkItem, settings: Settings, size: int | None) -> bool:
+def _batchable(item: WorkItem, context: TransferContext, size: int | None) -> bool:
+    settings = context.settings
     if size is None or size > BATCH_MAX_BYTES or item.error is not None or item.source_digest is None:
         return False
     if not settings.include_untagged or settings.platforms or item.reason.startswith(REFERRER_REASON):
         return False
     src, dst = parse_reference(item.source), parse_reference(item.target)
-    if src.registry == DOCKER_HUB or not src.tag or src.digest or dst.tag != src.tag or is_referrer_tag(dst.tag):
+    if src.registry == DOCKER_HUB or context.rate_limited(src.registry):
+        return False
+    if not src.tag or src.digest or dst.tag != src.tag or is_referrer_tag(dst.tag):
         return False
     # sync names the destination DEST/<last component of the source repository>:<tag>.
     return dst.repository.rsplit("/", 1)[-1] == src.repository.rsplit("/", 1)[-1]
 
 
 def plan_units(
-    items: Sequence[WorkItem], inspection: Inspection, settings: Settings, concurrency: int, most: int
+    items: Sequence[WorkItem], inspection: Inspection, context: TransferContext, concurrency: int, most: int
 ) -> tuple[list[Unit], dict[str, Blobs]]:
     """The run's copies as schedule units (batches and single images), with each unit's blobs.
 
@@ -104,7 +109,7 @@ def plan_units(
     groups: dict[tuple[str, str], list[WorkItem]] = {}
     singles: list[Unit] = []
     for item in items:
-        if most >= MIN_BATCH and _batchable(item, settings, inspection.images.get(item.source)):
+        if most >= MIN_BATCH and _batchable(item, context, inspection.images.get(item.source)):
             src, dst = parse_reference(item.source), parse_reference(item.target)
             groups.setdefault((f"{src.registry}/{src.repository}", f"{dst.registry}/{dst.repository}"), []).append(item)
         else:

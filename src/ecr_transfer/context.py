@@ -43,6 +43,8 @@ class TransferContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workdir: str | None = None
     copy_gates: list[CopyGate] = field(default_factory=list)
+    limiter: RateLimiter | None = None
+    """Pull budgets the registries announced (ratelimit-* headers): pulls there are paced one by one."""
     trust: Trust = field(default_factory=Trust)
 
     def before_copy(self, source: ImageRef, destination: ImageRef) -> None:
@@ -68,6 +70,10 @@ class TransferContext:
             return target, registry
         host = endpoint.split("://", 1)[-1].rstrip("/")
         return host + target[len(registry) :], host
+
+    def rate_limited(self, registry: str) -> bool:
+        """Whether `registry` announced a pull budget this run (each pull is then paced on its own)."""
+        return self.limiter is not None and self.limiter.budget(registry) is not None
 
     def is_insecure(self, registry: str) -> bool:
         return registry in self.settings.insecure_registries
@@ -136,6 +142,7 @@ def build_context(
         source=sides["source"].catalog,
         destination=sides["destination"].catalog,
         copy_gates=[copy_gate(limiter, clients), *(gate for side in sides.values() for gate in side.gates)],
+        limiter=limiter,
         trust=trust,
     )
     attach_registries_conf(context)

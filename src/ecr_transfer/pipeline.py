@@ -93,7 +93,7 @@ def copy_items(
     batching = isinstance(copier_factory, type) and issubclass(copier_factory, Copier) and len(pending) > 1
     inspection = inspect(context.clients, pending)
     units, blobs = (
-        plan_units(pending, inspection, context.settings, concurrency, batch_images())
+        plan_units(pending, inspection, context, concurrency, batch_images())
         if batching
         else (list[Unit](pending), inspection.blobs)
     )

@@ -32,11 +32,26 @@ class SkopeoRecorder:
     def calls(self) -> list[list[str]]:
         if not self.log.exists():
             return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        entries = [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        return [e for e in entries if isinstance(e, list)]
 
     def copies(self) -> list[list[str]]:
         """One per image: the copy that writes the tag (`--all`, or the index after its platforms)."""
         return [c for c in self.calls() if "copy" in c and "@" not in c[-1]]
+
+    def images(self) -> list[str]:
+        """Destination of every image skopeo was asked to copy: one per `copy` of a tag, and one per
+        image in a `skopeo sync` batch (from its source YAML), without the scheme."""
+        if not self.log.exists():
+            return []
+        found: list[str] = []
+        for line in self.log.read_text().splitlines():
+            entry = json.loads(line) if line.strip() else None
+            if isinstance(entry, dict):
+                found += entry["synced"]
+            elif entry and "copy" in entry and "@" not in entry[-1]:
+                found.append(entry[-1].removeprefix("docker://"))
+        return found
 
     def platform_copies(self) -> list[list[str]]:
         """Platforms of an index copied on their own, by digest, before the index."""
@@ -52,8 +67,14 @@ def skopeo_recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SkopeoRe
     wrapper.write_text(
         f"#!{sys.executable} -SE\n"  # not through a pyenv shim: that costs ~0.35 s a call
         "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "lines = [args]\n"
+        "if 'sync' in args:\n"  # a batch: its images are in the source YAML (JSON), gone afterwards
+        "    doc = json.load(open(args[-2]))\n"
+        "    lines.append({'synced': [f\"{args[-1]}/{r.rsplit('/', 1)[-1]}:{t}\"\n"
+        "                  for reg in doc.values() for r, ts in reg['images'].items() for t in ts]})\n"
         f"with open({str(log)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "    f.write(''.join(json.dumps(line) + '\\n' for line in lines))\n"
         f"os.execv({real!r}, [{real!r}] + sys.argv[1:])\n"
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from ecr_transfer.batches import MIN_BATCH, Batch, plan_units
 from ecr_transfer.blobsched import Inspection
@@ -33,6 +35,11 @@ def _item(n: int, repo: str = "team/app", *, dst: str | None = None, src: str = 
     )
 
 
+def _context(settings: Settings | None = None, limited: tuple[str, ...] = ()) -> Any:
+    """What plan_units asks of the run's context: its settings, and which sources announced a pull budget."""
+    return SimpleNamespace(settings=settings or Settings(), rate_limited=lambda registry: registry in limited)
+
+
 def _inspection(items: list[WorkItem], size: int = 4096, *, indexes: tuple[str, ...] = ()) -> Inspection:
     blobs = {i.source: {f"layer-{i.source}": size, "base": 10} for i in items}
     images = {i.source: size + 10 for i in items if i.source not in indexes}
@@ -41,7 +48,7 @@ def _inspection(items: list[WorkItem], size: int = 4096, *, indexes: tuple[str, 
 
 def test_small_images_of_a_repository_are_spread_over_the_concurrency_in_near_equal_batches() -> None:
     items = [_item(n) for n in range(200)]
-    units, blobs = plan_units(items, _inspection(items), Settings(), concurrency=10, most=50)
+    units, blobs = plan_units(items, _inspection(items), _context(), concurrency=10, most=50)
     assert [len(u.items) for u in units if isinstance(u, Batch)] == [20] * 10
     assert sorted(i.source for u in units if isinstance(u, Batch) for i in u.items) == sorted(i.source for i in items)
     # A batch's blobs are its images' blobs: the shared base once.
@@ -58,16 +65,21 @@ def test_what_stays_one_image_per_process() -> None:
     multi = [_item(n, "team/multi") for n in range(MIN_BATCH)]
     inspection = _inspection(small + few + hub + renamed + multi, indexes=tuple(i.source for i in multi))
     inspection.images.update({i.source: 64 << 20 for i in big})
-    units, _ = plan_units(small + few + hub + renamed + big + multi, inspection, Settings(), 10, 50)
+    units, _ = plan_units(small + few + hub + renamed + big + multi, inspection, _context(), 10, 50)
     batches = [u for u in units if isinstance(u, Batch)]
     assert [sorted(i.source for i in b.items) for b in batches] == [sorted(i.source for i in small)]
     assert len(units) == 1 + len(few + hub + renamed + big + multi)
     # One platform only, or a subset of platforms: the per-image copier's business.
     assert not any(
-        isinstance(u, Batch) for u in plan_units(small, inspection, Settings(include_untagged=False), 10, 50)[0]
+        isinstance(u, Batch)
+        for u in plan_units(small, inspection, _context(Settings(include_untagged=False)), 10, 50)[0]
+    )
+    # A source that announced a pull budget: each pull is paced just before its own copy.
+    assert not any(
+        isinstance(u, Batch) for u in plan_units(small, inspection, _context(limited=("src.example:5000",)), 10, 50)[0]
     )
     # ECR_TRANSFER_BATCH_IMAGES=1: every image on its own.
-    assert not any(isinstance(u, Batch) for u in plan_units(small, inspection, Settings(), 10, 1)[0])
+    assert not any(isinstance(u, Batch) for u in plan_units(small, inspection, _context(), 10, 1)[0])
 
 
 def test_a_failed_image_is_named_with_its_own_cause_and_the_summary_is_no_cause() -> None:
