@@ -11,6 +11,8 @@ ORDER = ("ecr-transfer", "ecr-transfer (before)", "regsync", "crane", "skopeo sy
 TITLES = {
     "noop-300": "no-op, 300 tags in 10 repositories",
     "noop-3000": "no-op, 3,000 tags in one repository",
+    "noop-1000": "no-op, 1,000 tags in 10 repositories",
+    "noop-10000": "no-op, 10,000 tags in 20 repositories",
     "small": "cold, 200 small images (distinct 4 KB layers), one repository",
     "wan": "cold WAN (20-25 ms each way), 12 images of 5 MB sharing 2 base layers, 4 repositories",
 }

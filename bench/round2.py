@@ -6,6 +6,8 @@ round's), every tool found on PATH, in alternating order, `--reps` times, and wr
 
 - noop-300: 300 tags in 10 repositories, destination already in sync;
 - noop-3000: 3,000 tags in one repository, in sync (skopeo sync left out: ~35 s a run);
+- noop-1000, noop-10000: 1,000 tags in 10 repositories and 10,000 in 20, in sync, against the
+  protocol floor (target: within 1.25x of it) and the peers (skopeo sync left out from 1,000 tags);
 - small: cold copy of 200 small images (a shared base and a distinct 4 KB layer each), one repository;
 - wan: cold copy of 12 images of 5 MB sharing 2 base layers, 4 repositories, behind the WAN
   proxy (20-25 ms each way), every tool at the same concurrency (10);
@@ -53,6 +55,8 @@ class Shape:
 SHAPES = {
     "noop-300": Shape("noop-300", 10, 300),
     "noop-3000": Shape("noop-3000", 1, 3000),
+    "noop-1000": Shape("noop-1000", 10, 1000),
+    "noop-10000": Shape("noop-10000", 20, 10000),
     "small": Shape("small", 1, 200),
     "wan": Shape("wan", 4, 12, layer_bytes=1_000_000, bases=2, base_bytes=4_000_000),
 }
@@ -155,7 +159,7 @@ def verify(storage: Path, images: corpus.Corpus) -> list[str]:
 def noop(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None) -> None:
     src_store = stage.seeded(bench.workdir, images.layout.name, [images])
     dst_store = stage.seeded(bench.workdir, images.layout.name + "-dest", [], base=src_store)
-    items = bench.contenders(floor=ca is None, sync=len(images.refs) <= 1000)
+    items = bench.contenders(floor=ca is None, sync=len(images.refs) < 1000)
     with serving(src_store, ca) as src, serving(dst_store, ca) as dst:
         for rep in range(bench.reps):
             k = rep % len(items)
