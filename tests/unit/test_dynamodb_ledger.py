@@ -323,3 +323,15 @@ def test_puts_left_unprocessed_for_good_fail_the_write_and_say_how_many(client: 
     ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
     with pytest.raises(TransientError, match="puts still unprocessed after 9 tries"):
         ledger.record_many([outcome("r1", f"{SRC}/app:{n}", "skipped") for n in range(4)])
+
+
+def test_finishing_a_no_op_run_reads_its_history_once(ledger: DynamoDBLedger, client: Any) -> None:
+    """The summary counts the outcomes; only a run with failures reads them again to name them."""
+    from ecr_transfer.cloud import recorder
+
+    ledger.start_run("r1", "2026-01-01T00:00:00.000+00:00")
+    ledger.record_many([outcome("r1", f"{SRC}/app:{n}", "skipped") for n in range(30)])
+    seen = operations(client)
+    summary = recorder.handle({"action": "finish_run", "run_id": "r1"}, ledger=ledger, s3=None)
+    assert (summary["skipped"], summary["failures"]) == (30, [])
+    assert sorted(seen) == ["DeleteItem", "GetItem", "PutItem", "PutItem", "Query"]
