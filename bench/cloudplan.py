@@ -71,13 +71,32 @@ def aws_env(url: str) -> dict[str, str]:
 @contextmanager
 def moto_server(seed: Path) -> Iterator[str]:
     """moto_server (bench.moto_seeded) holding the ECR images of `seed` from the start."""
-    if str(ROOT / "tests") not in sys.path:  # the test helpers import each other as `support.*`
-        sys.path.insert(0, str(ROOT / "tests"))
-    from tests.integration.ecr_support import moto_server_on
+    import socket
+    import urllib.request
 
-    env = {**os.environ, "BENCH_MOTO_SEED": str(seed), "PYTHONPATH": str(ROOT)}
-    with moto_server_on(command=[sys.executable, "-m", "bench.moto_seeded"], env=env) as server:
-        yield server.url
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "BENCH_MOTO_SEED": str(seed), "PYTHONPATH": str(ROOT), "MOTO_PORT": str(port)}
+    argv = [sys.executable, "-m", "bench.moto_seeded", "-H", "127.0.0.1", "-p", str(port)]
+    log = seed.with_suffix(".log").open("wb")
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 1200  # seeding 40,000 images comes first
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start: see {log.name}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 def client(url: str, service: str, region: str = DST_REGION) -> Any:

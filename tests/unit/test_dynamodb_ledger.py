@@ -191,6 +191,13 @@ def test_a_dynamodb_url_opens_the_dynamodb_ledger(client: Any) -> None:
         assert isinstance(ledger, DynamoDBLedger)
         assert ledger.table == TABLE
         assert ledger.start_run("run-x", "2026-01-01T00:00:00.000+00:00") == []
+        # Its own client: the product's retries, and no client-side re-check of the items it built.
+        own = ledger._db._client
+        assert own.meta.config.retries["mode"] == "adaptive"
+        # botocore wraps its serializer in ParamValidationDecorator unless validation is off.
+        assert type(own._serializer).__name__ == "JSONSerializer"
+        ledger.record_many([outcome("run-x", f"{SRC}/app:{n}", "skipped") for n in range(3)])
+        assert len(ledger.outcomes("run-x")) == 3
     finally:
         ledger.close()
     assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
