@@ -185,6 +185,7 @@ def child(run_id: str) -> int:
         return original(self, operation, params)
 
     botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
     def handler(function: str) -> Any:
         spec = importlib.util.spec_from_file_location(f"{function}_app", ROOT / "src" / function / "app.py")
         assert spec is not None and spec.loader is not None
