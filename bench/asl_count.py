@@ -10,6 +10,7 @@ add transitions only when a step fails, are not simulated.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ def transitions() -> dict[str, Any]:
     noop, _, noop_status = _walk(digests, in_sync)
     # Copies: 40 images at concurrency 10 give 10 child executions (batches of 4 images).
     copied, batches, copy_status = _walk(digests, {})
+    entered = Counter(copied)
+    parent = [state for state in copied if entered[state] == 1]
+    child = [state for state in dict.fromkeys(copied) if entered[state] > 1]
     return {
         "no_op": {"transitions": len(noop), "states": noop, "status": noop_status, "images": len(digests)},
         "copies": {
@@ -51,7 +55,8 @@ def transitions() -> dict[str, Any]:
             "child_executions": batches,
             "status": copy_status,
             "images": len(digests),
-            "states": copied[:12],
+            "parent_states": parent,
+            "child_states": child,
         },
         "note": "no-op: the parent only (no Fargate task, no Map child); a run with copies adds "
         "the Map's children, one per batch of up to 20 images (batch_size), with their own states",
