@@ -146,7 +146,7 @@ class BatchCopier:
         started = now()
         items = batch.items
         result = self._sync(items)
-        landed = self._context.destination.landed([parse_reference(item.target) for item in items])
+        landed = self._context.destination.digests([parse_reference(item.target) for item in items])
         outcomes: dict[str, Outcome] = {}
         again: list[tuple[WorkItem, TransferError | None]] = []
         for item, found in zip(items, landed, strict=True):

@@ -114,10 +114,6 @@ class DestinationCatalog(Protocol):
 
     def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]: ...
 
-    def landed(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
-        """What the destination holds now, never from this run's cached listings: checks copies in bulk."""
-        ...
-
     def prepare(self, repositories: Sequence[str]) -> None:
         """Make the repositories ready to receive pushes (ECR creates missing ones)."""
         ...
@@ -187,10 +183,6 @@ class RegistryCatalog:
         if len(refs) <= 1:
             return [self._head(r) for r in refs]
         return each_in_threads(self._head, refs, min(self._concurrency, len(refs)))
-
-    def landed(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
-        """Manifest HEADs over kept-alive connections (nothing is cached here)."""
-        return self.digests(refs)
 
     def prepare(self, repositories: Sequence[str]) -> None:
         """A distribution registry creates repositories on first push."""

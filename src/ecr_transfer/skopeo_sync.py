@@ -57,16 +57,12 @@ class SyncResult:
 
 
 def source_yaml(request: SyncRequest) -> str:
-    """The `--src yaml` document: exact tags, and the source's TLS settings (the YAML overrides the flags).
-
-    `tls-verify` is written only to turn verification off, as `copy` is given
-    `--src-tls-verify=false` only then: an explicit `true` would override a registries.conf
-    `insecure = true` for an endpoint the source is pulled through.
-    """
-    registry: dict[str, object] = {"images": {request.source_repository: list(request.tags)}}
-    if request.src_insecure:
-        registry["tls-verify"] = False
-    elif request.src_cert_dir is not None:
+    """The `--src yaml` document: exact tags, and the source's TLS settings (the YAML overrides the flags)."""
+    registry: dict[str, object] = {
+        "images": {request.source_repository: list(request.tags)},
+        "tls-verify": not request.src_insecure,
+    }
+    if request.src_cert_dir is not None and not request.src_insecure:
         registry["cert-dir"] = str(request.src_cert_dir)
     return json.dumps({request.source_registry: registry})  # YAML is a superset of JSON
 

@@ -128,13 +128,16 @@ def _error(status: int, code: str, message: str) -> ProxyReply:
 class EcrEmulator:
     """One ECR registry (account + region): `host` is its ECR name, `endpoint` where it really is."""
 
-    def __init__(self, registry: LocalRegistry, account_id: str, region: str, **credentials: str) -> None:
+    def __init__(
+        self, registry: LocalRegistry, account_id: str, region: str, *, listen: str = "127.0.0.1", **credentials: str
+    ) -> None:
+        """`listen`: where its front door is (the Docker bridge's gateway for Lambda containers)."""
         self.registry = registry
         self.account_id = account_id
         self.region = region
         self.host = registry_host(account_id, region)
         self.ecr = helper_client("ecr", region, **credentials)
-        self.proxy = RegistryProxy(registry.host, before=self._before, after=self._after).start()
+        self.proxy = RegistryProxy(registry.host, before=self._before, after=self._after, listen=listen).start()
 
     @staticmethod
     def token_password(account_id: str) -> str:

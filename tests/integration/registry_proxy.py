@@ -41,8 +41,10 @@ __all__ = ["After", "Before", "ProxyReply", "ProxyRequest", "RegistryProxy"]
 
 
 class RegistryProxy(Relay):
-    def __init__(self, upstream: str, *, before: Before | None = None, after: After | None = None) -> None:
-        super().__init__(upstream)
+    def __init__(
+        self, upstream: str, *, before: Before | None = None, after: After | None = None, listen: str = "127.0.0.1"
+    ) -> None:
+        super().__init__(upstream, listen=listen)
         self.before = before
         self.after = after
         self.log: list[tuple[str, str, int]] = []

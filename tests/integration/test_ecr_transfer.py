@@ -198,25 +198,3 @@ def test_skopeo_pulls_through_location_and_authenticates_by_location_host(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert push.returncode != 0 and ecr_host in push.stderr  # pushes ignore `location`
-
-
-def test_a_batch_into_ecr_is_checked_past_the_planning_listing(
-    ecr_pair: EcrPair, tmp_path: Path, skopeo_recorder: SkopeoRecorder
-) -> None:
-    """Four small images of one repository go through one skopeo sync; what landed is read afresh
-    (DescribeImages naming the tags), not from the listing the plan cached (which predates the copy)."""
-    a, b, images = ecr_pair.a, ecr_pair.b, ecr_pair.images
-    b.publish(images.layout, "single", "team/app", "1")  # the repository exists: the plan lists it
-    want = {tag: a.publish(images.layout, sample, "team/app", tag) for tag, sample in (
-        ("1", "app-a"), ("2", "app-b"), ("3", "single"), ("4", "app-a"))}  # fmt: skip
-
-    result = transfer(ecr_pair.settings(), tmp_path)
-
-    assert {o.status for o in result.outcomes} == {"copied"}, [o.error for o in result.outcomes]
-    assert [c for c in skopeo_recorder.calls() if "sync" in c] and skopeo_recorder.copies() == []
-    assert sorted(skopeo_recorder.images()) == sorted(f"{b.address}/team/app:{tag}" for tag in want)
-    for outcome in result.outcomes:
-        tag = outcome.target.rsplit(":", 1)[1]
-        assert outcome.attempts == 1 and outcome.target_digest == want[tag] == b.digest("team/app", tag)
-    again = transfer(ecr_pair.settings(), tmp_path)
-    assert {o.status for o in again.outcomes} == {"skipped"}

@@ -1,5 +1,8 @@
 """The one HTTP/1.1 relay under the test proxies: loopback only, one upstream connection per client.
 
+It listens on loopback too, or (`listen`) on the Docker bridge's gateway address, where a Lambda
+container that SAM runs on the default bridge reaches this machine (support.docker_engine.bridge_gateway).
+
 `FaultProxy` (support.faultproxy) misbehaves on purpose between client and registry;
 `RegistryProxy` (support.registry_proxy) answers or rewrites requests to make a registry act
 like ECR or Docker Hub. Both are this relay with their own `answer`: serving connections,
@@ -70,12 +73,13 @@ def error_reply(status: int, code: str, message: str, *headers: tuple[str, str])
 class Relay:
     """Relays to one upstream `host:port`. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, upstream: str, *, max_lifetime: float = 300.0) -> None:
+    def __init__(self, upstream: str, *, max_lifetime: float = 300.0, listen: str = "127.0.0.1") -> None:
         up_host, _, up_port = upstream.rpartition(":")
         if up_host not in LOOPBACK:
             raise ValueError(f"the test proxies forward to loopback only, not {upstream}")
         self.upstream = (up_host, int(up_port))
         self.max_lifetime = max_lifetime
+        self.listen = listen
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
@@ -95,7 +99,7 @@ class Relay:
             def handle(self) -> None:
                 relay._serve(self.request)
 
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        server = socketserver.ThreadingTCPServer((self.listen, 0), Handler, bind_and_activate=False)
         server.daemon_threads = True
         server.allow_reuse_address = True
         server.server_bind()
@@ -132,7 +136,7 @@ class Relay:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen}:{self.port}"
 
     def _serve(self, client: socket.socket) -> None:
         client.settimeout(30)

@@ -259,7 +259,11 @@ def test_dockerfile_pins_base_image_and_skopeo_so_that_a_rebuild_keeps_working()
     assert re.search(r"^ARG SKOPEO_VERSION=1\.9\.3\+ds1-1\*$", text, re.MULTILINE)
     assert '"skopeo=${SKOPEO_VERSION}"' in text
     assert 'skopeo --version | grep -q "version 1\\.9\\.3$"' in text
-    assert "USER copier" in text
+    # Not root on Fargate: the task definition's User (no USER in the image: sam local invoke adds
+    # its emulator to it as root, and Lambda picks a user of its own).
+    assert not re.search(r"^USER ", text, re.MULTILINE)
+    (container,) = props("CopierTaskDefinition")["ContainerDefinitions"]
+    assert container["User"] == "copier" and "--uid 10001 copier" in text
     entry = (ROOT / "copier" / "entrypoint.py").read_text(encoding="utf-8")
     assert "from ecr_transfer.cloud.copier_task import main" in entry
     assert len(entry.splitlines()) <= 30

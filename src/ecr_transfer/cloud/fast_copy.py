@@ -112,6 +112,7 @@ def handle(
     `remaining_seconds`: the invocation's time left (the Lambda context's); `copier` names what
     ran the batch, for the recorder's messages (the invoked function and request id).
     """
+    started = time.monotonic()
     run_id, bucket, prefix, items = _batch(event)
     left = remaining_seconds()
     if len(items) > MAX_IMAGES or left < START_RESERVE_SECONDS + END_RESERVE_SECONDS:
@@ -121,11 +122,10 @@ def handle(
             else f"only {left:.0f}s left in the invocation"
         )
         log.warning("run %s: batch of %d image(s) handed back to Fargate: %s", run_id, len(items), reason)
-        return _answer(run_id, copier, [], handed_back=len(items), reason=reason)
+        return _answer(run_id, copier, [], handed_back=len(items), reason=reason, started=started)
     log.info("run %s: copying a batch of %d image(s) in Lambda", run_id, len(items))
     stop = threading.Event()
-    # Both clocks count from now: the context's remaining time is read once.
-    started = time.monotonic()
+    # Both clocks count from `started`: the context's remaining time is read once.
     no_new_copy = threading.Timer(left - END_RESERVE_SECONDS - START_RESERVE_SECONDS, stop.set)
     no_new_copy.daemon = True
     no_new_copy.start()
@@ -143,7 +143,7 @@ def handle(
     finally:
         no_new_copy.cancel()
     key = copier_task.write_outcomes(s3, bucket, prefix, items, outcomes)
-    answer = _answer(run_id, copier, outcomes, handed_back=0, reason="")
+    answer = _answer(run_id, copier, outcomes, handed_back=0, reason="", started=started)
     unfinished = answer["unfinished"]
     if unfinished:
         answer["reason"] = f"{unfinished} image(s) not copied in time"
@@ -154,8 +154,13 @@ def handle(
     return answer
 
 
-def _answer(run_id: str, copier: str, outcomes: list[Outcome], *, handed_back: int, reason: str) -> dict[str, Any]:
-    """What the state machine reads: `finished` decides between recording and Fargate."""
+def _answer(
+    run_id: str, copier: str, outcomes: list[Outcome], *, handed_back: int, reason: str, started: float
+) -> dict[str, Any]:
+    """What the state machine reads: `finished` decides between recording and Fargate.
+
+    `seconds`: the handler's own time (the invocation's, less the runtime's start), in the
+    execution history for whoever wonders where a push's latency went."""
     interrupted = sum(1 for o in outcomes if o.status == "interrupted")
     copied = sum(1 for o in outcomes if o.status in ("copied", "skipped"))
     return {
@@ -166,4 +171,5 @@ def _answer(run_id: str, copier: str, outcomes: list[Outcome], *, handed_back: i
         "unfinished": handed_back + interrupted,
         "reason": reason,
         "task_arn": copier,
+        "seconds": round(time.monotonic() - started, 3),
     }

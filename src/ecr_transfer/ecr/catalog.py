@@ -45,8 +45,6 @@ _TRANSIENT = {
     "RequestTimeout",
 }
 _ABSENT = {"ImageNotFoundException", "RepositoryNotFoundException"}
-DESCRIBE_IMAGE_IDS = 100
-"""DescribeImages' most image ids per call."""
 
 log = logging.getLogger(__name__)
 
@@ -291,42 +289,6 @@ class EcrCatalog:
                 )
             else:
                 results.append(listing.tags.get(ref.tag or ""))
-        return results
-
-    def landed(self, refs: Sequence[ImageRef]) -> list[DigestResult]:
-        """What the registry holds now, past this run's cached listings: DescribeImages naming up to
-        100 tags a call (a batch of copies is checked so, in bulk, once its skopeo has run)."""
-        results: list[DigestResult] = [None] * len(refs)
-        groups: dict[str, list[int]] = {}
-        for i, ref in enumerate(refs):
-            if ref.registry != self.registry or not ref.tag:
-                results[i] = self.digests([ref])[0]  # another registry's HEAD, or a point lookup
-            else:
-                groups.setdefault(ref.repository, []).append(i)
-        for repository, indexes in groups.items():
-            for start in range(0, len(indexes), DESCRIBE_IMAGE_IDS):
-                chunk = indexes[start : start + DESCRIBE_IMAGE_IDS]
-                try:
-                    response = self._client.describe_images(
-                        registryId=self.registry_id,
-                        repositoryName=repository,
-                        imageIds=[{"imageTag": refs[i].tag} for i in chunk],
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    if isinstance(exc, ClientError) and error_code(exc) == "ImageNotFoundException":
-                        # One of them is not there (the call names no culprit): each on its own.
-                        for i in chunk:
-                            results[i] = self._point_lookup(refs[i])
-                        continue
-                    for i in chunk:
-                        results[i] = as_transfer_error(f"cannot look up {refs[i]}", exc)
-                    continue
-                # By each image's tags: an image holding several of the tags asked about is listed once.
-                found = {
-                    t: d["imageDigest"] for d in response.get("imageDetails") or [] for t in d.get("imageTags") or []
-                }
-                for i in chunk:
-                    results[i] = found.get(refs[i].tag or "")
         return results
 
     def digests(self, refs: Sequence[ImageRef]) -> list[DigestResult]:

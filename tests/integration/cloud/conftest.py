@@ -14,12 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+import yaml
 
 from support import docker_engine, standins
-from support.docker_engine import Engine
+from support.asl import Stack
+from support.docker_engine import Engine, bridge_gateway
 from support.sam import ROOT, python312_env, sam_cli
+
+from ..ecr_support import ACCOUNT_A, EcrEmulator, MotoServer, moto_server_on, use_moto
 
 COPIER_IMAGE = "copierimagefunction:copier-v1"
 """What `sam build` tags the copier image as (the function's logical id and its Metadata DockerTag)."""
@@ -96,3 +102,78 @@ def task_credentials() -> Iterator[CredentialsEndpoint]:
     endpoint = CredentialsEndpoint()
     yield endpoint
     endpoint.stop()
+
+
+# -- `sam local invoke` (tests/integration/cloud/sam_local.py) -------------------------------------
+@pytest.fixture(scope="session")
+def bridge_moto(built_app: BuiltApp) -> Iterator[MotoServer]:
+    with moto_server_on(bridge_gateway()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_template(built_app: BuiltApp, bridge_moto: MotoServer) -> Path:
+    from .sam_local import PARAMETERS
+
+    standins.ensure_lambda_base(built_app.engine)
+    template = yaml.safe_load(built_app.template.read_text())
+    for name in ("ListerFunction", "RecorderFunction", "PushIntakeFunction", "CopierImageFunction"):
+        template["Resources"][name]["Properties"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] = bridge_moto.url
+    # The lister asks the ECR source's registry for referrers (OCI 1.1 referrers API). The emulators'
+    # registries listen on the host's loopback, out of the container's reach; the real ECR host must
+    # never be contacted: a closed port of the container's own loopback stands in (refused, so the run
+    # plans with the tag-named referrers only, after one warning).
+    source_host = f"{ACCOUNT_A}.dkr.ecr.{PARAMETERS['srcRegion']}.amazonaws.com"
+    lister_env = template["Resources"]["ListerFunction"]["Properties"]["Environment"]["Variables"]
+    lister_env["REGISTRY_ENDPOINTS"] = json.dumps({source_host: "127.0.0.1:9"})
+    # Where a test's ECR emulators really are (on the bridge's gateway): declared here, set per test
+    # through --env-vars (the ports change from test to test).
+    copier_env = template["Resources"]["CopierImageFunction"]["Properties"]["Environment"]["Variables"]
+    copier_env.update(REGISTRY_ENDPOINTS="{}", INSECURE_REGISTRIES="")
+    path = built_app.build_dir / "template-moto.yaml"  # beside the built one: CodeUri paths are relative
+    path.write_text(yaml.safe_dump(template, sort_keys=False))
+    return path
+
+
+def _cloud(listen: str, registry_factory: Any) -> tuple[EcrEmulator, EcrEmulator]:
+    """The stack's table, bucket and list parameter in moto; the source and destination ECR."""
+    from .sam_local import BUCKET, PARAMETERS, TABLE
+
+    ledger_props = Stack(PARAMETERS, {}).resource("LedgerTable")["Properties"]
+    table_keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        # The table's keys and indexes as the template declares them.
+        **{k: v for k, v in ledger_props.items() if k in table_keys},
+    )
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    boto3.client("ssm").put_parameter(Name="/DTHECRStack/srcImageList", Type="String", Value="unused with srcList ALL")
+    password = EcrEmulator.token_password(ACCOUNT_A)
+    src = EcrEmulator(registry_factory(auth=("AWS", password)), ACCOUNT_A, "us-west-2", listen=listen)
+    dst = EcrEmulator(registry_factory(auth=("AWS", password)), ACCOUNT_A, "us-east-1", listen=listen)
+    return src, dst
+
+
+@pytest.fixture
+def cloud(
+    bridge_moto: MotoServer, monkeypatch: pytest.MonkeyPatch, registry_factory: Any
+) -> Iterator[tuple[EcrEmulator, EcrEmulator]]:
+    """ECR on loopback: only the host reaches the registries (the lister plans from moto)."""
+    use_moto(bridge_moto, monkeypatch)
+    src, dst = _cloud("127.0.0.1", registry_factory)
+    yield src, dst
+    src.stop()
+    dst.stop()
+
+
+@pytest.fixture
+def bridged_cloud(
+    bridge_moto: MotoServer, monkeypatch: pytest.MonkeyPatch, registry_factory: Any
+) -> Iterator[tuple[EcrEmulator, EcrEmulator]]:
+    """ECR whose front doors listen on the bridge's gateway: the copier function copies through them."""
+    use_moto(bridge_moto, monkeypatch)
+    src, dst = _cloud(bridge_gateway(), registry_factory)
+    yield src, dst
+    src.stop()
+    dst.stop()

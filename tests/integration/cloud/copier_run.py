@@ -75,13 +75,21 @@ class Container:
         docker(self.engine, "rm", "-f", self.name, check=False)
 
 
+def task_user() -> str:
+    """The user the task definition runs the container as (the image itself sets none)."""
+    (container,) = Stack({}, {}).resource("CopierTaskDefinition")["Properties"]["ContainerDefinitions"]
+    return str(container["User"])
+
+
 def start_copier(engine: Engine, image: str, environment: Mapping[str, str]) -> Container:
-    """`docker run` on the host network (the registries and moto listen on loopback). The
-    environment goes through a 0600 file, not the command line."""
+    """`docker run` as ECS runs the task definition's container: its user, on the host network (the
+    registries and moto listen on loopback). The environment goes through a 0600 file, not the
+    command line."""
     name = f"ecr-transfer-copier-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="copier-env-") as tmp:
         env_file = Path(tmp) / "env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in environment.items()))
         env_file.chmod(0o600)
-        docker(engine, "run", "-d", "--name", name, "--network", "host", "--env-file", str(env_file), image)
+        docker(engine, "run", "-d", "--name", name, "--network", "host", "--user", task_user(),
+               "--env-file", str(env_file), image)  # fmt: skip
     return Container(engine, name)

@@ -1,143 +1,31 @@
-"""`sam local invoke` of the lister and the recorder, with the files in events/, as the README
-tells users to; the functions run in SAM's Lambda emulation (its runtime interface emulator in a
-container) on the stand-in Lambda base image, against moto and images published through the ECR
-emulator into real registries.
-
-SAM runs Lambda containers on Docker's default bridge (with `--docker-network host` it cannot
-reach the emulator it started), so moto listens on the bridge's gateway address: the host's own
-side of a bridge only this engine's containers are on. `sam local invoke --env-vars` only sets
-variables the template declares, so AWS_ENDPOINT_URL is added to a copy of the built template;
-without it boto3 in the container would go for the real AWS endpoints.
+"""`sam local invoke` of the lister, the recorder and the push intake, with the files in events/,
+as the README tells users to; the functions run in SAM's Lambda emulation (its runtime interface
+emulator in a container) on the stand-in Lambda base image, against moto and images published
+through the ECR emulator into real registries (see sam_local for the bridge and the template copy).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from ecr_transfer.cloud import batch
 from ecr_transfer.ledger.url import open_ledger
 from ecr_transfer.local.oci import SampleImages
 from ecr_transfer.model import Outcome
-from support import standins
-from support.asl import Stack
-from support.docker_engine import bridge_gateway
-from support.sam import ROOT, python312_env, sam_cli
 
-from ..ecr_support import ACCOUNT_A, EcrEmulator, MotoServer, moto_server_on, use_moto
-from ..handler_support import STATE_MACHINE, stub_state_machine
+from ..ecr_support import EcrEmulator
+from ..handler_support import stub_state_machine
 from .conftest import BuiltApp
+from .sam_local import BUCKET, STATE_MACHINE_ARN, TABLE, SamLocal, event
 
 # The first test of a session builds the stand-in base images and the whole application (minutes, cold).
 pytestmark = pytest.mark.timeout(1800)
 
 pytest_plugins = ["integration.ecr_fixtures"]
-
-EVENTS = ROOT / "events"
-BUCKET = "dthecrstack-work"
-TABLE = "DTHECRStack-ledger"
-PARAMETERS = {"sourceType": "Amazon_ECR", "srcList": "ALL", "srcRegion": "us-west-2", "onPush": "true"}
-STATE_MACHINE_ARN = f"arn:aws:states:us-east-1:{ACCOUNT_A}:stateMachine:{STATE_MACHINE}"
-
-
-@pytest.fixture(scope="session")
-def bridge_moto(built_app: BuiltApp) -> Iterator[MotoServer]:
-    with moto_server_on(bridge_gateway()) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def local_template(built_app: BuiltApp, bridge_moto: MotoServer) -> Path:
-    standins.ensure_lambda_base(built_app.engine)
-    template = yaml.safe_load(built_app.template.read_text())
-    for name in ("ListerFunction", "RecorderFunction", "PushIntakeFunction"):
-        template["Resources"][name]["Properties"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] = bridge_moto.url
-    # The lister asks the ECR source's registry for referrers (OCI 1.1 referrers API). The emulators'
-    # registries listen on the host's loopback, out of the container's reach; the real ECR host must
-    # never be contacted: a closed port of the container's own loopback stands in (refused, so the run
-    # plans with the tag-named referrers only, after one warning).
-    source_host = f"{ACCOUNT_A}.dkr.ecr.{PARAMETERS['srcRegion']}.amazonaws.com"
-    lister_env = template["Resources"]["ListerFunction"]["Properties"]["Environment"]["Variables"]
-    lister_env["REGISTRY_ENDPOINTS"] = json.dumps({source_host: "127.0.0.1:9"})
-    path = built_app.build_dir / "template-moto.yaml"  # beside the built one: CodeUri paths are relative
-    path.write_text(yaml.safe_dump(template, sort_keys=False))
-    return path
-
-
-def event(name: str) -> dict[str, Any]:
-    return dict(json.loads((EVENTS / name).read_text()))
-
-
-def env_vars(tmp_path: Path) -> Path:
-    """events/env.json with its placeholders filled in, as the README tells users to do."""
-    names = {"WorkBucketName": BUCKET, "LedgerTableName": TABLE, "StateMachineArn": STATE_MACHINE_ARN}
-    values = event("env.json")
-    for variables in values.values():
-        for key in variables:
-            for output, real in names.items():
-                variables[key] = variables[key].replace(f"REPLACE-with-the-{output}-output", real)
-    assert "REPLACE" not in json.dumps(values)
-    path = tmp_path / "env.json"
-    path.write_text(json.dumps(values))
-    return path
-
-
-class SamLocal:
-    def __init__(self, app: BuiltApp, template: Path, tmp_path: Path) -> None:
-        self.app, self.template, self.tmp_path = app, template, tmp_path
-        self.env_vars = env_vars(tmp_path)
-
-    def invoke(self, function: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event_file = self.tmp_path / f"{function}-event.json"
-        event_file.write_text(json.dumps(payload))
-        overrides = " ".join(f"{k}={v}" for k, v in PARAMETERS.items())
-        env = python312_env(self.app.engine.env())
-        assert env is not None
-        # The Lambda gets these as its execution role's credentials (moto accepts any).
-        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-        env.pop("AWS_ENDPOINT_URL", None)  # SAM itself talks to nothing; only the function does
-        sam = sam_cli()
-        assert sam is not None
-        result = subprocess.run(
-            [sam, "local", "invoke", function, "-t", str(self.template), "-e", str(event_file),
-             "--env-vars", str(self.env_vars), "--parameter-overrides", overrides,
-             "--skip-pull-image", "--region", "us-east-1"],
-            cwd=self.app.build_dir, env=env, capture_output=True, text=True, timeout=1500, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        answer = json.loads(result.stdout.strip().splitlines()[-1])
-        assert "errorMessage" not in answer, answer
-        return dict(answer)
-
-
-@pytest.fixture
-def cloud(
-    bridge_moto: MotoServer, monkeypatch: pytest.MonkeyPatch, registry_factory: Any, oci_images: SampleImages
-) -> Iterator[tuple[EcrEmulator, EcrEmulator]]:
-    use_moto(bridge_moto, monkeypatch)
-    ledger_props = Stack(PARAMETERS, {}).resource("LedgerTable")["Properties"]
-    table_keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        # The table's keys and indexes as the template declares them.
-        **{k: v for k, v in ledger_props.items() if k in table_keys},
-    )
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    boto3.client("ssm").put_parameter(Name="/DTHECRStack/srcImageList", Type="String", Value="unused with srcList ALL")
-    password = EcrEmulator.token_password(ACCOUNT_A)
-    src = EcrEmulator(registry_factory(auth=("AWS", password)), ACCOUNT_A, "us-west-2")
-    dst = EcrEmulator(registry_factory(auth=("AWS", password)), ACCOUNT_A, "us-east-1")
-    yield src, dst
-    src.stop()
-    dst.stop()
 
 
 def test_sam_local_invoke_plans_with_the_lister_then_the_recorder_records_the_batch_and_finishes_the_run(
