@@ -264,6 +264,19 @@ def registry_checks(emulator: EcrEmulator) -> list[Check]:
     return [Check(action, resource) for action, resource in sorted(wanted)]
 
 
-def registry_refusals(emulator: EcrEmulator, documents: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(action, repository ARN) of the registry requests ECR would refuse the holder of `documents`."""
-    return sorted((c.action, c.resource) for c in registry_checks(emulator) if decide(documents, c) != "allow")
+def registry_refusals(
+    emulator: EcrEmulator, documents: list[dict[str, Any]], *, written: str | None = None
+) -> list[tuple[str, str]]:
+    """(action, repository ARN) of the registry requests ECR would refuse the holder of `documents`.
+
+    With `written` (the destination prefix), a blob HEAD on a repository outside it is left out:
+    skopeo's blob-info cache (for root /var/lib/containers/cache, shared by every copy on the
+    machine) names repositories of the same registry where a blob was seen before, and skopeo
+    probes them for a cross-repository mount; a refusal there only means no mount, the blob is
+    uploaded. Every other refused request is one the run needed.
+    """
+    refused = sorted((c.action, c.resource) for c in registry_checks(emulator) if decide(documents, c) != "allow")
+    if written is None:
+        return refused
+    inside = f":repository/{written.strip('/')}/"
+    return [(a, r) for a, r in refused if a != "ecr:BatchCheckLayerAvailability" or inside in r]
