@@ -153,8 +153,12 @@ def lister_env(url: str, registry: str, scenario: str, public_list: str) -> dict
     return env
 
 
-def run_lister(env: dict[str, str], run_id: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.cloudplan", "--child", run_id]
+def run_lister(env: dict[str, str], run_id: str, profile: Path | None = None) -> dict[str, Any]:
+    # cProfile wraps the whole child (imports included); its own overhead inflates wall and CPU.
+    wrap = ["-m", "cProfile", "-o", str(profile.with_suffix(f".{run_id}.prof"))] if profile else []
+    if profile:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, *wrap, "-m", "bench.cloudplan", "--child", run_id]
     p = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith('{"bench"')]
     if p.returncode != 0 or not lines:
@@ -224,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="ecr-all,public-all-tags")
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--profile", type=Path, help="write a cProfile of each lister run to PATH.<run>.prof")
     args = p.parse_args(argv)
     if args.child:
         return child(args.child)
@@ -254,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             listed = "\n".join(f"{registry.host}/{repo}:ALL_TAGS" for repo in images)
             env = lister_env(url, registry.host, scenario, listed)
             for rep in range(args.reps):
-                run = run_lister(env, f"{scenario}-{rep}")
+                run = run_lister(env, f"{scenario}-{rep}", args.profile)
                 run.update(scenario=scenario, rep=rep, repositories=len(images), load=os.getloadavg()[0])
                 print(json.dumps(run), file=sys.stderr, flush=True)
                 doc["runs"].append(run)
