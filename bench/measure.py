@@ -41,6 +41,12 @@ class Run:
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     """registry role ("source"/"destination") -> request kind -> count."""
     blobs_uploaded_twice: int = 0
+    uploads: dict[str, int] = field(default_factory=dict)
+    """Blob digest -> uploads completed at the destination (any repository; mounts are not uploads)."""
+    uploaded_bytes: int = 0
+    """Sum of the sizes of those uploads (blob sizes from the corpus)."""
+    link_bytes: dict[str, int] = field(default_factory=dict)
+    """Bytes the proxies forwarded: "source_down" (read from the source), "destination_up" (sent to it)."""
     cpu_tool_s: float = 0.0
     """CPU seconds of the tool's processes (the CLI with its skopeo children, skopeo, the floor client)."""
     cpu_registries_s: float = 0.0
@@ -157,13 +163,20 @@ def summarize_requests(requests: Iterable[RegistryRequest]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def uploaded_twice(requests: Iterable[RegistryRequest]) -> int:
-    """Blobs whose bytes reached the registry more than once (completed uploads, any repository)."""
+def uploads_per_digest(requests: Iterable[RegistryRequest]) -> Counter[str]:
+    """Blob digest -> uploads completed (any repository): the closing PUT of an upload session, or a
+    monolithic POST carrying the digest; a mount (POST ?mount=, 201) moves no bytes and is not counted."""
     done: Counter[str] = Counter()
     for r in requests:
-        if r.kind is RequestKind.UPLOAD_PUT and 200 <= r.status < 300 and "digest=" in r.uri:
-            done[r.uri.split("digest=", 1)[1].split("&", 1)[0].replace("%3A", ":")] += 1
-    return sum(1 for n in done.values() if n > 1)
+        closing = r.kind is RequestKind.UPLOAD_PUT or (r.kind is RequestKind.UPLOAD_POST and r.status == 201)
+        if closing and 200 <= r.status < 300 and "digest=" in r.uri:
+            done[r.uri.split("digest=", 1)[1].split("&", 1)[0].replace("%3A", ":").replace("%3a", ":")] += 1
+    return done
+
+
+def uploaded_twice(requests: Iterable[RegistryRequest]) -> int:
+    """Blobs whose bytes reached the registry more than once (completed uploads, any repository)."""
+    return sum(1 for n in uploads_per_digest(requests).values() if n > 1)
 
 
 def machine() -> dict[str, object]:

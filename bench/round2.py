@@ -11,8 +11,16 @@ round's), every tool found on PATH, in alternating order, `--reps` times, and wr
 - small: cold copy of 200 small images (a shared base and a distinct 4 KB layer each), one repository;
 - wan: cold copy of 12 images of 5 MB sharing 2 base layers, 4 repositories, behind the WAN
   proxy (20-25 ms each way), every tool at the same concurrency (10);
-- the `tls` profile runs noop-300 and small again with HTTPS registries and a private CA that
-  every tool is told to trust (the protocol floor speaks plain HTTP only: not run there).
+- xborder: the cross-border profile: 12 images in 6 repositories sharing an 8 MB OS layer (all)
+  and one of two 16 MB runtime layers (3 repositories each), 2 MB of their own; the destination
+  behind 150-200 ms of round trip and ONE link of 40 Mbit/s each way (`--xborder-mbit`), shared
+  by every connection (a token bucket in the proxy); the source near (1-2 ms round trip);
+- the `tls` profile runs every scenario again with HTTPS registries and a private CA that every
+  tool is told to trust (the protocol floor speaks plain HTTP only: not run there); the WAN
+  proxies forward the TLS bytes as they are.
+
+Cold runs count each blob's completed uploads at the destination (its access log): `uploads` per
+digest in the JSON, and the bytes the proxies forwarded each way (`link_bytes`).
 """
 
 from __future__ import annotations
@@ -50,7 +58,28 @@ class Shape:
     layer_bytes: int = 4096
     bases: int = 1
     base_bytes: int = 0
+    common_bytes: int = 0
+    """A layer under every image (an OS base), below its group's base layer; 0: none."""
+    net: str = ""
+    """The proxies before the registries (NETWORKS); "": none (loopback)."""
 
+
+@dataclass(frozen=True)
+class Net:
+    """One proxy: one-way delay drawn per connection, bytes in flight per connection, a shared link cap."""
+
+    min_ms: float
+    max_ms: float
+    rate_mbit: float = 0.0
+    window: int = 4 << 20
+
+
+NETWORKS: dict[str, tuple[Net | None, Net | None]] = {
+    # (before the source, before the destination); None: the registry itself.
+    "wan": (Net(20.0, 25.0), Net(20.0, 25.0)),
+    # A copier next to the source pushing across a border: the uploads cross the capped link.
+    "xborder": (Net(0.5, 1.0), Net(75.0, 100.0, rate_mbit=40.0)),
+}
 
 SHAPES = {
     "noop-300": Shape("noop-300", 10, 300),
@@ -58,7 +87,10 @@ SHAPES = {
     "noop-1000": Shape("noop-1000", 10, 1000),
     "noop-10000": Shape("noop-10000", 20, 10000),
     "small": Shape("small", 1, 200),
-    "wan": Shape("wan", 4, 12, layer_bytes=1_000_000, bases=2, base_bytes=4_000_000),
+    "wan": Shape("wan", 4, 12, layer_bytes=1_000_000, bases=2, base_bytes=4_000_000, net="wan"),
+    "xborder": Shape(
+        "xborder", 6, 12, layer_bytes=2_000_000, bases=2, base_bytes=16_000_000, common_bytes=8_000_000, net="xborder"
+    ),
 }
 
 
@@ -74,10 +106,11 @@ def build(workdir: Path, shape: Shape, scale: float = 1.0) -> corpus.Corpus:
         else Layer.text("etc/r2", "r2\n")
         for b in range(shape.bases)
     ]
+    common = [Layer.random(shape.common_bytes, f"r2-{shape.name}-common")] if shape.common_bytes else []
     for k in range(tags):
         repo = f"r2/{shape.name}-{k % shape.repos:02d}" if shape.repos > 1 else f"r2/{shape.name}"
         app = Layer.random(shape.layer_bytes, f"r2-{shape.name}-{k}")
-        image = write_image(c.layout, f"t{k}", [bases[k % shape.bases], app])
+        image = write_image(c.layout, f"t{k}", [*common, bases[k % shape.bases], app])
         c.tags[f"t{k}"] = f"{repo}:v{k}"
         c.digests[f"{repo}:v{k}"] = image.digest
     return corpus._finish(c, marker)
@@ -90,6 +123,8 @@ class Bench2:
     skopeo: Skopeo
     before_src: Path | None = None
     only: tuple[str, ...] = ()
+    proxy_logs: Path | None = None
+    """Where the proxies write their HTTP request lines (--proxy-logs), for timelines."""
     runs: list[Run] = field(default_factory=list)
 
     def contenders(self, *, floor: bool, sync: bool) -> list[tuple[str, Tool]]:
@@ -171,35 +206,60 @@ def noop(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: 
                 bench.record(run, scenario, profile, rep, name, requests_of(src, dst))
 
 
-def cold(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None) -> None:
+def blob_sizes(images: corpus.Corpus) -> dict[str, int]:
+    return {f"sha256:{p.name}": p.stat().st_size for p in (images.layout / "blobs" / "sha256").iterdir()}
+
+
+def cold(bench: Bench2, scenario: str, profile: str, images: corpus.Corpus, ca: TestCA | None, net: str = "") -> None:
     src_store = stage.seeded(bench.workdir, images.layout.name, [images])
     items = bench.contenders(floor=False, sync=True)
     if not items:
         return
-    fronts = stage.Fronts(profile == "wan", 20.0, 25.0, 4 << 20, 3600.0)
+    sizes = blob_sizes(images)
+    src_net, dst_net = NETWORKS.get(net, (None, None))
+    with serving(src_store, ca) as src:
+        for rep in range(bench.reps):
+            k = rep % len(items)
+            for name, tool in items[k:] + items[:k]:
+                storage = Path(tempfile.mkdtemp(prefix="r2-dst-", dir=bench.workdir / "runs"))
+                tag = f"{scenario}-{profile}-{rep}-{name}"
+                with (
+                    serving(storage, ca) as dst,
+                    fronts(src_net, bench) as src_side,
+                    fronts(dst_net, bench) as dst_side,
+                ):
+                    target = tools.Target(
+                        src_side.front(src, f"{tag}-source"), dst_side.front(dst, f"{tag}-destination"),
+                        images.repositories(), bench.workdir / "runs", ca=trust(ca),
+                    )  # fmt: skip
+                    src.reset_requests()
+                    run = tool(target, tag)
+                    down, up = src_side.drop(src), dst_side.drop(dst)
+                    run.link_bytes = {"source_down": down.get("bytes_down", 0), "destination_up": up.get("bytes_up", 0)}
+                    raw = dst.requests()
+                    requests = {"source": summarize_requests(src.requests()), "destination": summarize_requests(raw)}
+                uploads = measure.uploads_per_digest(raw)
+                run.uploads = dict(sorted(uploads.items()))
+                run.uploaded_bytes = sum(sizes.get(d, 0) * n for d, n in uploads.items())
+                run.blobs_uploaded_twice = sum(1 for n in uploads.values() if n > 1)
+                wrong = verify(storage, images)
+                if wrong:
+                    run.ok, run.note = False, f"{len(wrong)} images missing or different: {wrong[:3]}"
+                bench.record(run, scenario, profile, rep, name, requests)
+                shutil.rmtree(storage, ignore_errors=True)
+
+
+@contextmanager
+def fronts(net: Net | None, bench: Bench2) -> Iterator[stage.Fronts]:
+    """The proxy side of one run (one proxy per registry, fresh each run so its byte counts are the run's)."""
+    n = net or Net(0.0, 0.0)
+    side = stage.Fronts(
+        net is not None, n.min_ms, n.max_ms, n.window, 3600.0, rate_mbit=n.rate_mbit, log_dir=bench.proxy_logs
+    )
     try:
-        with serving(src_store, ca) as src:
-            src_front = fronts.front(src)
-            for rep in range(bench.reps):
-                k = rep % len(items)
-                for name, tool in items[k:] + items[:k]:
-                    storage = Path(tempfile.mkdtemp(prefix="r2-dst-", dir=bench.workdir / "runs"))
-                    with serving(storage, ca) as dst:
-                        target = tools.Target(
-                            src_front, fronts.front(dst), images.repositories(), bench.workdir / "runs", ca=trust(ca)
-                        )
-                        src.reset_requests()
-                        run = tool(target, f"{scenario}-{profile}-{rep}-{name}")
-                        fronts.drop(dst)
-                        requests = requests_of(src, dst)
-                    wrong = verify(storage, images)
-                    if wrong:
-                        run.ok, run.note = False, f"{len(wrong)} images missing or different: {wrong[:3]}"
-                    bench.record(run, scenario, profile, rep, name, requests)
-                    shutil.rmtree(storage, ignore_errors=True)
-            fronts.drop(src)
+        yield side
     finally:
-        fronts.close()
+        side.close()
 
 
 def byte_compile(*extra: Path | None) -> None:
@@ -222,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before-src", type=Path, help="also run the product from this src/ (an earlier commit)")
     p.add_argument("--scale", type=float, default=1.0, help="tags per scenario times this (smoke: 0.05)")
     p.add_argument("--tag", default="round2", help="results file stem suffix")
+    p.add_argument("--xborder-mbit", type=float, default=40.0, help="the cross-border link's cap, each way")
+    p.add_argument("--proxy-logs", type=Path, help="proxies log each HTTP request line here (plain HTTP)")
     args = p.parse_args(argv)
+    src_net, dst_net = NETWORKS["xborder"]
+    assert dst_net is not None
+    NETWORKS["xborder"] = (src_net, Net(dst_net.min_ms, dst_net.max_ms, args.xborder_mbit, dst_net.window))
     shutil.rmtree(args.workdir / "runs", ignore_errors=True)
     (args.workdir / "runs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -230,24 +295,32 @@ def main(argv: list[str] | None = None) -> int:
     machine = measure.machine()
     bench = Bench2(
         args.workdir, args.reps, Skopeo(args.workdir / "runs", measure.can_isolate_cache()), args.before_src,
-        tuple(t for t in args.tools.split(",") if t),
+        tuple(t for t in args.tools.split(",") if t), args.proxy_logs,
     )  # fmt: skip
     chosen = [s for s in args.scenarios.split(",") if s]
     corpora = {name: build(args.workdir, SHAPES[name], args.scale) for name in chosen}
     ca = make_ca(args.workdir / "runs" / "ca")
     for profile in args.profiles.split(","):
         for name in chosen:
-            if name == "wan" and profile != "loopback":
-                continue  # the WAN proxy forwards plain TCP; one profile is enough for it
-            run = noop if name.startswith("noop") else cold
-            run(bench, name, "wan" if name == "wan" else profile, corpora[name], ca if profile == "tls" else None)
+            tls = ca if profile == "tls" else None
+            net = SHAPES[name].net
+            if name.startswith("noop"):
+                noop(bench, name, profile, corpora[name], tls)
+            else:
+                # The proxies forward TLS bytes as they are: "wan-tls" is the same network over HTTPS.
+                label = (net + ("-tls" if tls else "")) if net else profile
+                cold(bench, name, label, corpora[name], tls, net)
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     doc = {
         "date": date.today().isoformat(),
         "machine": machine,
         "peers": peers.versions(),
         "missing": [name for name in peers.PEERS if name not in peers.found()],
-        "corpus": {name: {"tags": len(c.tags), "repositories": len(c.repositories())} for name, c in corpora.items()},
+        "corpus": {
+            name: {"tags": len(c.tags), "repositories": len(c.repositories()), "unique_bytes": c.unique_bytes}
+            for name, c in corpora.items()
+        },
+        "networks": {name: [vars(n) if n else None for n in sides] for name, sides in NETWORKS.items()},
         "reps": args.reps,
         "wall_seconds": round(time.monotonic() - started, 1),
         "runs": [r.to_dict() for r in bench.runs],

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,25 +48,53 @@ def seeded(workdir: Path, name: str, corpora: list[corpus.Corpus], base: Path | 
 
 
 class Fronts:
-    """Addresses the tools use: the registry itself (loopback) or a delaying proxy before it (WAN)."""
+    """Addresses the tools use: the registry itself (loopback) or a delaying proxy before it (WAN).
 
-    def __init__(self, wan: bool, min_ms: float, max_ms: float, window: int, max_seconds: float) -> None:
+    `rate_mbit`: each proxy also caps its link, one shared token bucket per direction (the
+    cross-border profile). `log_dir`: each proxy writes its HTTP request lines there (timelines).
+    `drop` returns what the proxy forwarded ({"bytes_up", "bytes_down", "connections"}).
+    """
+
+    def __init__(
+        self,
+        wan: bool,
+        min_ms: float,
+        max_ms: float,
+        window: int,
+        max_seconds: float,
+        *,
+        rate_mbit: float = 0.0,
+        log_dir: Path | None = None,
+    ) -> None:
         self.wan = wan
         self.args = ["--min-ms", str(min_ms), "--max-ms", str(max_ms), "--window", str(window)]
         self.args += ["--max-seconds", str(max_seconds)]
+        if rate_mbit:
+            self.args += ["--rate-mbit", str(rate_mbit)]
+        self.log_dir = log_dir
         self._procs: dict[str, subprocess.Popen[str]] = {}
+        self._stats: dict[str, Path] = {}
+        self._work = Path(tempfile.mkdtemp(prefix="fronts-"))
+        self._n = 0
 
-    def front(self, registry: LocalRegistry) -> str:
+    def front(self, registry: LocalRegistry, name: str = "") -> str:
         if not self.wan:
             return registry.host
         if registry.host not in self._procs:
+            self._n += 1
+            stats = self._work / f"stats-{self._n}.json"
+            extra = ["--stats", str(stats)]
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                extra += ["--log", str(self.log_dir / f"{name or self._n}.log")]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.proxy", "--upstream", registry.host, *self.args],
+                [sys.executable, "-m", "bench.proxy", "--upstream", registry.host, *self.args, *extra],
                 stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
             )  # fmt: skip
             assert proc.stdout is not None
             port = int(proc.stdout.readline())
             self._procs[registry.host] = proc
+            self._stats[registry.host] = stats
             return f"127.0.0.1:{port}"
         raise RuntimeError(f"{registry.host} already has a front")
 
@@ -73,17 +102,24 @@ class Fronts:
         """CPU seconds the running proxies have used so far."""
         return sum(process_cpu(proc.pid) for proc in self._procs.values())
 
-    def drop(self, registry: LocalRegistry) -> None:
+    def drop(self, registry: LocalRegistry) -> dict[str, int]:
         proc = self._procs.pop(registry.host, None)
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        stats = self._stats.pop(registry.host, None)
+        if proc is None or stats is None:
+            return {}
+        proc.terminate()
+        proc.wait(timeout=10)
+        try:
+            return dict(json.loads(stats.read_text()))
+        except (OSError, ValueError):
+            return {}
 
     def close(self) -> None:
         for host in list(self._procs):
             proc = self._procs.pop(host)
             proc.terminate()
             proc.wait(timeout=10)
+        shutil.rmtree(self._work, ignore_errors=True)
 
 
 def registries_cpu(*registries: LocalRegistry) -> float:
