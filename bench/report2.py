@@ -15,6 +15,8 @@ TITLES = {
     "noop-10000": "no-op, 10,000 tags in 20 repositories",
     "small": "cold, 200 small images (distinct 4 KB layers), one repository",
     "wan": "cold WAN (20-25 ms each way), 12 images of 5 MB sharing 2 base layers, 4 repositories",
+    "xborder": "cross-border (destination 150-200 ms RTT, one 40 Mbit/s link each way), 12 images in 6 "
+    "repositories sharing an 8 MB OS layer and two 16 MB runtime layers",
 }
 
 
@@ -78,4 +80,29 @@ def markdown(doc: Mapping[str, object], runs: Sequence[Run]) -> str:
                 + (f" {failed} failed: {(bad.note or bad.stderr_tail[-200:])!r}" if failed else "")
             )
         lines.append("")
+        lines += _uploads(by_tool)
     return "\n".join(lines) + "\n"
+
+
+def _uploads(by_tool: Mapping[str, Sequence[Run]]) -> list[str]:
+    """Cold runs: completed uploads per digest at the destination, and the bytes each proxy carried."""
+    if not any(r.uploads for runs in by_tool.values() for r in runs):
+        return []
+    out = [
+        "| tool | blob uploads (distinct digests) | digests uploaded more than once, most uploads of one | "
+        "MB uploaded (sizes of completed uploads) | MB sent to the destination / read from the source (proxies) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for tool in sorted(by_tool, key=lambda t: ORDER.index(t) if t in ORDER else 99):
+        runs = [r for r in by_tool[tool] if r.ok and r.uploads]
+        if not runs:
+            continue
+        each = "; ".join(f"{sum(r.uploads.values())} ({len(r.uploads)})" for r in runs)
+        twice = "; ".join(f"{r.blobs_uploaded_twice}, {max(r.uploads.values())}" for r in runs)
+        mb = "; ".join(f"{r.uploaded_bytes / 1e6:.1f}" for r in runs)
+        link = "; ".join(
+            f"{r.link_bytes.get('destination_up', 0) / 1e6:.1f} / {r.link_bytes.get('source_down', 0) / 1e6:.1f}"
+            for r in runs
+        )
+        out.append(f"| {tool} | {each} | {twice} | {mb} | {link} |")
+    return [*out, ""]
