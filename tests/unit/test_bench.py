@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from bench import report, scenarios
-from bench.measure import Run, uploaded_twice
+from bench.measure import Run, uploaded_twice, uploads_per_digest
+from bench.proxy import Link
 
 from ecr_transfer.local.accesslog import parse_access_log
 
@@ -47,6 +48,33 @@ def test_uploaded_twice_counts_completed_uploads_of_the_same_digest_in_any_repos
         ]
     )
     assert uploaded_twice(parse_access_log(log)) == 1
+
+
+def test_uploads_per_digest_counts_monolithic_posts_and_not_mounts() -> None:
+    line = '127.0.0.1 - - [29/Nov/2026:11:53:19 +0000] "{method} /v2/a/blobs/uploads/{rest} HTTP/1.1" {status} 0 "" "x"'
+    log = "\n".join(
+        [
+            line.format(method="POST", rest="?digest=sha256%3Aaa", status=201),
+            line.format(method="POST", rest="?from=b&mount=sha256%3Aaa", status=201),
+            line.format(method="POST", rest="", status=202),
+            line.format(method="PUT", rest="u1?_state=x&digest=sha256%3Abb", status=201),
+            line.format(method="PUT", rest="u2?_state=x&digest=sha256%3Aaa", status=201),
+        ]
+    )
+    assert uploads_per_digest(parse_access_log(log)) == {"sha256:aa": 2, "sha256:bb": 1}
+
+
+def test_the_shared_link_serializes_every_connections_bytes_at_its_rate() -> None:
+    async def main() -> tuple[float, int]:
+        link = Link(bytes_per_s=1_000_000)
+        start = asyncio.get_running_loop().time()
+        # Two connections asking at once: the second chunk leaves after the first one's serialization.
+        await asyncio.gather(link.send(50_000), link.send(50_000))
+        return link.free_at - start, link.sent
+
+    busy, sent = asyncio.run(main())
+    assert sent == 100_000
+    assert busy == pytest.approx(0.1, abs=0.01)
 
 
 def _run(scenario: str, profile: str, tool: str, wall: float, **extra: object) -> Run:
