@@ -64,7 +64,7 @@ class Tracer:
     def saw(self, conn: int, direction: str, data: bytes) -> None:
         if self.out is None or not data.startswith(_METHODS):
             return
-        line = data.split(b"\r\n", 1)[0][:200].decode("latin-1")
+        line = data.split(b"\r\n", 1)[0][:600].decode("latin-1")
         agent = ""
         if direction == ">":
             head = data.split(b"\r\n\r\n", 1)[0]
