@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import rawhttp
-from ecr_transfer.local.oci import OCI_INDEX, Layer, read_blob, write_image, write_index
+from ecr_transfer.local.oci import OCI_INDEX, Layer, LayoutWriter, read_blob
 
 AMD64 = ("linux", "amd64")
 ARM64 = ("linux", "arm64")
@@ -79,16 +79,17 @@ def build_cold(workdir: Path, sizes: Sizes) -> Corpus:
     common = Layer.text("etc/ssl/certs/bench.pem", "shared by every image\n")
     bases = [Layer.random(3 * unit, f"cold-base-{g}") for g in range(groups)]
     arm_base = Layer.random(3 * unit, "cold-base-arm64")
-    for k in range(n):
-        ref = f"cold/app-{k:02d}:v1"
-        app = Layer.random(2 * unit, f"cold-app-{k}")
-        amd = [bases[k % groups], common, app]
-        if k in multi:
-            arm = [arm_base, common, Layer.random(2 * unit, f"cold-app-{k}-arm64")]
-            image: object = write_index(corpus.layout, f"app-{k:02d}", [(AMD64, amd), (ARM64, arm)])
-        else:
-            image = write_image(corpus.layout, f"app-{k:02d}", amd)
-        _write(corpus, f"app-{k:02d}", ref, image)
+    with LayoutWriter(corpus.layout) as writer:
+        for k in range(n):
+            ref = f"cold/app-{k:02d}:v1"
+            app = Layer.random(2 * unit, f"cold-app-{k}")
+            amd = [bases[k % groups], common, app]
+            if k in multi:
+                arm = [arm_base, common, Layer.random(2 * unit, f"cold-app-{k}-arm64")]
+                image: object = writer.index(f"app-{k:02d}", [(AMD64, amd), (ARM64, arm)])
+            else:
+                image = writer.image(f"app-{k:02d}", amd)
+            _write(corpus, f"app-{k:02d}", ref, image)
     return _finish(corpus, marker)
 
 
@@ -104,13 +105,13 @@ def _warm_refs(sizes: Sizes) -> Iterator[tuple[str, str, int]]:
         yield f"r{repo}-{i}", f"warm/svc-{repo:02d}:1.{i // repos}", 1 + repo % 3
 
 
-def _warm_image(layout: Path, layout_tag: str, group: int, bases: list[Layer], salt: str) -> object:
+def _warm_image(writer: LayoutWriter, layout_tag: str, group: int, bases: list[Layer], salt: str) -> object:
     app = Layer.text(f"app/{layout_tag}.txt", f"{layout_tag} {salt}\n")
     layers = [bases[group], bases[-1], app]
     if layout_tag.endswith("0") and not layout_tag.endswith("00"):
         arm = [bases[group], bases[-1], Layer.text(f"app/{layout_tag}.arm64.txt", f"{layout_tag} arm64 {salt}\n")]
-        return write_index(layout, layout_tag, [(AMD64, layers), (ARM64, arm)])
-    return write_image(layout, layout_tag, layers)
+        return writer.index(layout_tag, [(AMD64, layers), (ARM64, arm)])
+    return writer.image(layout_tag, layers)
 
 
 def _warm_bases() -> list[Layer]:
@@ -125,8 +126,9 @@ def build_warm(workdir: Path, sizes: Sizes) -> Corpus:
     if marker.exists():
         return _finish(corpus, marker)
     bases = _warm_bases()
-    for layout_tag, ref, group in _warm_refs(sizes):
-        _write(corpus, layout_tag, ref, _warm_image(corpus.layout, layout_tag, group, bases, "v1"))
+    with LayoutWriter(corpus.layout) as writer:
+        for layout_tag, ref, group in _warm_refs(sizes):
+            _write(corpus, layout_tag, ref, _warm_image(writer, layout_tag, group, bases, "v1"))
     return _finish(corpus, marker)
 
 
@@ -141,10 +143,11 @@ def build_changed(workdir: Path, sizes: Sizes) -> Corpus:
     bases = _warm_bases()
     # Spread over the big repository and several small ones (a plain stride would hit one repo).
     picked = sorted({(k * step + 7 * k) % len(refs) for k in range(min(sizes.changed, len(refs)))})
-    for layout_tag, ref, group in (refs[i] for i in picked):
-        extra = Layer.random(sizes.changed_kb * 1000, f"changed-{layout_tag}")
-        image = write_image(corpus.layout, layout_tag, [bases[group], bases[-1], extra])
-        _write(corpus, layout_tag, ref, image)
+    with LayoutWriter(corpus.layout) as writer:
+        for layout_tag, ref, group in (refs[i] for i in picked):
+            extra = Layer.random(sizes.changed_kb * 1000, f"changed-{layout_tag}")
+            image = writer.image(layout_tag, [bases[group], bases[-1], extra])
+            _write(corpus, layout_tag, ref, image)
     return _finish(corpus, marker)
 
 

@@ -19,6 +19,7 @@ from ecr_transfer.local.oci import (
     OCI_MANIFEST,
     REF_NAME,
     Layer,
+    LayoutWriter,
     read_blob,
     tagged_digest,
     write_image,
@@ -174,3 +175,28 @@ def test_retagging_replaces_the_index_entry(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "oci-layout").read_bytes()) == {"imageLayoutVersion": "1.0.0"}
     with pytest.raises(KeyError):
         tagged_digest(tmp_path, "missing")
+
+
+def test_a_layout_writer_gives_the_layout_that_image_by_image_writes_give(tmp_path: Path) -> None:
+    layers = [[Layer.text("v", str(k))] for k in range(5)]
+    for k, ls in enumerate(layers):
+        write_image(tmp_path / "one-by-one", f"t{k}", ls)
+    write_index(tmp_path / "one-by-one", "multi", {("linux", "amd64"): layers[0], ("linux", "arm64"): layers[1]})
+    with LayoutWriter(tmp_path / "writer") as writer:
+        # Out of order and retagged: index.json is sorted by tag, the last image of a tag wins.
+        writer.image("t4", layers[0])
+        for k, ls in enumerate(layers):
+            writer.image(f"t{k}", ls)
+        assert not (tmp_path / "writer" / "index.json").exists(), "index.json is written once, at the end"
+        writer.index("multi", {("linux", "amd64"): layers[0], ("linux", "arm64"): layers[1]})
+    for name in ("index.json", "oci-layout"):
+        assert (tmp_path / "writer" / name).read_bytes() == (tmp_path / "one-by-one" / name).read_bytes()
+    assert _blob_files(tmp_path / "writer") == _blob_files(tmp_path / "one-by-one")
+
+
+def test_a_layout_writer_keeps_the_tags_already_in_the_layout(tmp_path: Path) -> None:
+    old = write_image(tmp_path, "old", [Layer.text("v", "old")])
+    with LayoutWriter(tmp_path) as writer:
+        new = writer.image("new", [Layer.text("v", "new")])
+    assert tagged_digest(tmp_path, "old") == old.digest
+    assert tagged_digest(tmp_path, "new") == new.digest

@@ -170,7 +170,11 @@ class Index:
 
 
 class _Layout:
-    """Blob store + index.json of one layout directory."""
+    """Blob store + index.json of one layout directory.
+
+    Tags are kept in memory and index.json is written by `flush`: a writer adding thousands of
+    images writes it once (per image, reading and rewriting it made a 10,000-tag corpus quadratic).
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -179,6 +183,12 @@ class _Layout:
         oci_layout = self.root / "oci-layout"
         if not oci_layout.exists():
             oci_layout.write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
+        path = self.root / "index.json"
+        index: dict[str, Any] = json.loads(path.read_bytes()) if path.exists() else {}
+        self._tags: dict[str, dict[str, Any]] = {
+            m["annotations"][REF_NAME]: m for m in index.get("manifests", []) if REF_NAME in m.get("annotations", {})
+        }
+        self._dirty = False
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         digest = digest or sha256_digest(data)
@@ -191,14 +201,15 @@ class _Layout:
         return digest
 
     def tag(self, tag: str, media_type: str, digest: str, size: int) -> None:
-        path = self.root / "index.json"
-        index: dict[str, Any] = (
-            json.loads(path.read_bytes()) if path.exists() else {"schemaVersion": 2, "manifests": []}
-        )
-        entries = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != tag]
-        entries.append({"mediaType": media_type, "digest": digest, "size": size, "annotations": {REF_NAME: tag}})
-        index["manifests"] = sorted(entries, key=lambda m: m["annotations"][REF_NAME])
-        path.write_bytes(canonical_json(index))
+        self._tags[tag] = {"mediaType": media_type, "digest": digest, "size": size, "annotations": {REF_NAME: tag}}
+        self._dirty = True
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        index = {"schemaVersion": 2, "manifests": [self._tags[t] for t in sorted(self._tags)]}
+        (self.root / "index.json").write_bytes(canonical_json(index))
+        self._dirty = False
 
 
 def _build_image(
@@ -240,6 +251,66 @@ def _build_image(
     )
 
 
+class LayoutWriter:
+    """Many images into one layout, index.json written once at `close` (or the end of a `with`);
+    `write_image` and `write_index` are this for one image."""
+
+    def __init__(self, layout_dir: str | os.PathLike[str]) -> None:
+        self._layout = _Layout(layout_dir)
+
+    def __enter__(self) -> LayoutWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._layout.flush()
+
+    def image(
+        self,
+        tag: str,
+        layers: Sequence[Layer],
+        *,
+        platform: Platform = ("linux", "amd64"),
+        labels: Mapping[str, str] | None = None,
+    ) -> Image:
+        """A single-platform OCI image named `tag`."""
+        image = _build_image(self._layout, tag, layers, platform, labels)
+        self._layout.tag(tag, OCI_MANIFEST, image.digest, image.manifest_size)
+        return image
+
+    def index(
+        self,
+        tag: str,
+        per_platform: Mapping[Platform, Sequence[Layer]] | Iterable[tuple[Platform, Sequence[Layer]]],
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> Index:
+        """A multi-platform OCI image index (children in the given order) named `tag`."""
+        items = per_platform.items() if isinstance(per_platform, Mapping) else per_platform
+        children = tuple(_build_image(self._layout, None, layers, platform, labels) for platform, layers in items)
+        if not children:
+            raise ValueError("an image index needs at least one platform")
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": child.digest,
+                    "size": child.manifest_size,
+                    "platform": {"os": child.platform[0], "architecture": child.platform[1]},
+                }
+                for child in children
+            ],
+        }
+        index_bytes = canonical_json(index)
+        digest = self._layout.put(index_bytes)
+        self._layout.tag(tag, OCI_INDEX, digest, len(index_bytes))
+        return Index(tag=tag, digest=digest, index_size=len(index_bytes), children=children)
+
+
 def write_image(
     layout_dir: str | os.PathLike[str],
     tag: str,
@@ -249,10 +320,8 @@ def write_image(
     labels: Mapping[str, str] | None = None,
 ) -> Image:
     """Write a single-platform OCI image and name it `tag` in the layout's index.json."""
-    layout = _Layout(layout_dir)
-    image = _build_image(layout, tag, layers, platform, labels)
-    layout.tag(tag, OCI_MANIFEST, image.digest, image.manifest_size)
-    return image
+    with LayoutWriter(layout_dir) as writer:
+        return writer.image(tag, layers, platform=platform, labels=labels)
 
 
 def write_index(
@@ -263,28 +332,8 @@ def write_index(
     labels: Mapping[str, str] | None = None,
 ) -> Index:
     """Write a multi-platform OCI image index (children in the given order) named `tag`."""
-    layout = _Layout(layout_dir)
-    items = per_platform.items() if isinstance(per_platform, Mapping) else per_platform
-    children = tuple(_build_image(layout, None, layers, platform, labels) for platform, layers in items)
-    if not children:
-        raise ValueError("an image index needs at least one platform")
-    index = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": child.digest,
-                "size": child.manifest_size,
-                "platform": {"os": child.platform[0], "architecture": child.platform[1]},
-            }
-            for child in children
-        ],
-    }
-    index_bytes = canonical_json(index)
-    digest = layout.put(index_bytes)
-    layout.tag(tag, OCI_INDEX, digest, len(index_bytes))
-    return Index(tag=tag, digest=digest, index_size=len(index_bytes), children=children)
+    with LayoutWriter(layout_dir) as writer:
+        return writer.index(tag, per_platform, labels=labels)
 
 
 def tagged_digest(layout_dir: str | os.PathLike[str], tag: str) -> str:
@@ -356,6 +405,7 @@ __all__ = [
     "Image",
     "Index",
     "Layer",
+    "LayoutWriter",
     "Platform",
     "SampleImages",
     "canonical_json",
