@@ -190,6 +190,8 @@ class Proxy:
             await asyncio.gather(up.pump(handshake_done), up.deliver(), down.pump(0.0), down.deliver())
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the proxy is shutting down (SIGTERM) with this connection open: nothing to report
         finally:
             for w in (server_w, client_w):
                 with contextlib.suppress(Exception):
