@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ecr_transfer.registry.framing import host_header, request_head
+
 log = logging.getLogger(__name__)
 # A connection the server closed while it sat idle fails like this on its next request,
 # before any answer: safe to send again on a fresh connection, once.
@@ -193,6 +195,7 @@ class Pool:
         self._timeout = timeout
         self._connect_timeout = min(connect_timeout, timeout)
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._hosts: dict[tuple[str, str], str] = {}  # the Host header per (scheme, host)
         self._lock = threading.Lock()
 
     def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
@@ -222,6 +225,29 @@ class Pool:
                 return
         conn.close()
 
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        key: tuple[str, str],
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> _Response:
+        """Send the request in one write (framing.py) and read the answer's head, as
+        `conn.request` + `conn.getresponse` do; the connection's own state machine is not used."""
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = host_header(conn.host, conn.port, conn.default_port)
+        head = request_head(method, target, host, headers, body)
+        sock = conn.sock
+        if sock is None:  # pragma: no cover - the pool keeps only open connections
+            raise http.client.NotConnected(f"{key[0]}://{key[1]}")
+        sock.sendall(head + body if body else head)
+        resp = _Response(sock, method=method)
+        resp.begin()
+        return resp
+
     def request(
         self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Response:
@@ -240,8 +266,7 @@ class Pool:
                     except OSError as exc:  # refused, unreachable, TLS handshake (the cause is kept)
                         raise HTTPError(f"cannot connect to {scheme}://{host}: {exc}", exc) from exc
                 try:
-                    conn.request(method, target, body=body, headers=dict(headers or {}))
-                    resp = conn.getresponse()
+                    resp = self._exchange(conn, key, method, target, body, headers or {})
                     data = resp.read()
                 except _STALE:
                     conn.close()
