@@ -66,6 +66,11 @@ LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 # Go's runtime: the batch copies' skopeo processes run on one thread each unless the user says otherwise.
 GOMAXPROCS = "GOMAXPROCS"
 
+# Where containers/image keeps skopeo's blob-info cache (skopeo_sync.memory_cache_env): XDG_DATA_HOME,
+# honoured only for a user _CONTAINERS_ROOTLESS_UID says is not root.
+XDG_DATA_HOME = "XDG_DATA_HOME"
+CONTAINERS_ROOTLESS_UID = "_CONTAINERS_ROOTLESS_UID"
+
 # containers-registries.conf(5): skopeo 1.9.3 reads it for some lookups (the --registries-conf flag for the rest).
 CONTAINERS_REGISTRIES_CONF = "CONTAINERS_REGISTRIES_CONF"
 

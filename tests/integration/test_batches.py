@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ecr_transfer.model import Outcome
 from ecr_transfer.pipeline import copy_items
 from ecr_transfer.planner import plan
 from ecr_transfer.settings import load_yaml
+from ecr_transfer.skopeo_sync import memory_cache_env
 from support.corpus import Corpus, build_corpus
 from support.faultproxy import FaultProxy, Rule
 from support.runs import ledger_rows, start_cli, wait_for
@@ -85,6 +87,9 @@ def test_a_batch_lands_each_image_with_its_own_verified_digest_and_a_rerun_is_a_
     assert len(syncs(skopeo)) == 2 and skopeo.copies() == [], skopeo.calls()
     assert sorted(c[-1].split("/", 1)[1] for c in syncs(skopeo)) == ["mirror/team0", "mirror/team1"]
     assert all({"--all", "--preserve-digests", "--keep-going"} <= set(c) for c in syncs(skopeo)), skopeo.calls()
+    # Each sync keeps its blob-info cache in memory, not in the machine's shared BoltDB file.
+    caches = [r["cache_env"] for r in skopeo.records() if "sync" in r["argv"]]  # type: ignore[operator]
+    assert all(uid not in (None, "0") and str(home).endswith("/no-blob-info-cache") for uid, home in caches), caches
     for item in first["items"]:
         repo_tag = item["source"].split("/", 1)[1]
         repo, tag = repo_tag.rsplit(":", 1)
@@ -98,6 +103,19 @@ def test_a_batch_lands_each_image_with_its_own_verified_digest_and_a_rerun_is_a_
     code, second = transfer.run(cfg)
     assert code == 0 and second["counts"] == {"planned": 8, "copied": 0, "skipped": 8, "failed": 0}
     assert len(skopeo.calls()) == calls, "a rerun starts no skopeo"
+
+
+def test_skopeo_keeps_a_sync_processes_blob_info_cache_in_memory(corpus_src: LocalRegistry, tmp_path: Path) -> None:
+    """skopeo 1.9.3 (its containers/image) honours memory_cache_env: no BoltDB file, shared or private."""
+    env = {**os.environ, **memory_cache_env(tmp_path)}
+    argv = ["skopeo", "--debug", "copy", "--src-tls-verify=false"]
+    argv += [f"docker://{corpus_src.host}/team0/app:v0", f"dir:{tmp_path / 'out'}"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "Error creating parent directories for blob-info-cache-v1.boltdb, using a memory-only cache" in proc.stderr
+    assert "Using blob info cache at" not in proc.stderr, proc.stderr
+    assert (tmp_path / "out" / "manifest.json").is_file()
 
 
 def test_a_tag_gone_from_the_source_fails_alone_with_its_own_cause(

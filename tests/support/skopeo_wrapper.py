@@ -25,6 +25,8 @@ _SCRIPT = r"""
 import json, os, stat, sys, time
 args = sys.argv[1:]
 record = {"argv": args, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time()}
+# Where containers/image would keep the blob-info cache (skopeo_sync.memory_cache_env).
+record["cache_env"] = [os.environ.get("_CONTAINERS_ROOTLESS_UID"), os.environ.get("XDG_DATA_HOME")]
 if "--authfile" in args:
     path = args[args.index("--authfile") + 1]
     try:
