@@ -14,7 +14,7 @@ from functools import partial
 
 from ecr_transfer import envvars, subsets
 from ecr_transfer.context import TransferContext
-from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
+from ecr_transfer.errors import ConflictError, PermanentError, StoppedError, TransferError, TransientError
 from ecr_transfer.model import Outcome, WorkItem, now
 from ecr_transfer.platforms import copy_platforms, platform_copies, platforms
 from ecr_transfer.processes import remove_stale_tempdirs
@@ -369,6 +369,10 @@ class Copier:
         on_retry: Callable[[WorkItem, int, TransferError], None] | None,
     ) -> Outcome | None:
         """The final outcome after this failure, or None once the backoff before another attempt is slept."""
+        if isinstance(exc, StoppedError):
+            if self._stop is not None:
+                self._stop.set()  # before the main thread does: no other worker starts a copy either
+            return self._interrupted(item, started, attempts, exc)
         if not exc.transient or attempts >= self.max_attempts:
             log.error("%s: %s after %d attempt(s): %s", item.source, exc.status, attempts, exc)
             suffix = "" if not exc.transient else f" (gave up after {attempts} attempts)"

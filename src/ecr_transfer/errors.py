@@ -30,6 +30,15 @@ class TransientError(TransferError):
     transient = True
 
 
+class StoppedError(TransientError):
+    """skopeo was ended by a stop signal (Ctrl-C, SIGTERM) that its whole process group received.
+
+    The run is being stopped: the image is interrupted, and no new attempt may start. A worker
+    can see its skopeo die before the main thread has marked the run as stopping; without this
+    class it would start the next attempt, a process the signal never reached.
+    """
+
+
 class PermanentError(TransferError):
     """Unauthorized, not found, invalid: retrying cannot help."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecr_transfer import envvars
-from ecr_transfer.errors import ConflictError, PermanentError, TransferError, TransientError
+from ecr_transfer.errors import ConflictError, PermanentError, StoppedError, TransferError, TransientError
 from ecr_transfer.processes import COPY_PREFIX, private_tempdir
 from ecr_transfer.registry.trust import trust_hint
 
@@ -84,6 +84,10 @@ class CopyRequest(ProcessOptions):
     all_platforms: bool = True
     index_only: bool = False
     """Copy only the index (`--multi-arch index-only`): its platforms are at the destination already."""
+
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+"""Signals that stop a run (Ctrl-C, kill, docker/ECS stop); skopeo dying of one is the stop."""
 
 
 def skopeo_binary() -> str:
@@ -201,7 +205,7 @@ def run(argv: list[str], options: ProcessOptions, timeout: float, what: str) -> 
     if options.registries_conf is not None:
         env[envvars.CONTAINERS_REGISTRIES_CONF] = str(options.registries_conf)
     try:
-        return subprocess.run(
+        proc = subprocess.run(
             argv,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -218,6 +222,11 @@ def run(argv: list[str], options: ProcessOptions, timeout: float, what: str) -> 
         raise PermanentError(f"skopeo not found ({skopeo_binary()}); install it (apt-get install skopeo)") from None
     except OSError as exc:  # not executable, exec format error...
         raise PermanentError(f"cannot run skopeo ({skopeo_binary()}): {exc.strerror or exc}") from None
+    if -proc.returncode in STOP_SIGNALS:
+        # We never send these to skopeo ourselves (a timeout kills): the run is being stopped.
+        name = signal.Signals(-proc.returncode).name
+        raise StoppedError(f"skopeo {what} was ended by {name}: the run is stopping")
+    return proc
 
 
 def copy(request: CopyRequest, timeout: float | None = None) -> str:
